@@ -1,0 +1,279 @@
+"""Typed configuration of every stage, presets and overrides.
+
+A configuration is a :class:`Config` of one dataclass per stage. It is built
+from the dataclass defaults, then a preset (``pipelines/<name>.toml`` or a TOML
+file path), then ``--set section.field=value`` overrides, and saved resolved in
+``<ws>/vid3d.toml``. A preset only lists the fields it changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass
+class FramesConfig:
+    """Which frames of the video become training images."""
+
+    target_frames: int = 100
+    """How many frames to keep, sampled evenly over the clip (the shot)."""
+    max_frames: int = 300
+    """Hard maximum of kept frames, whatever else asks for more."""
+    max_size: int = 960
+    """Longest side of the saved frames in pixels (frames are never upscaled)."""
+    jpeg_quality: int = 95
+    """JPEG quality of the saved frames (1-100)."""
+    min_motion: float = 0.004
+    """Least median feature displacement over the clip, as a fraction of the
+    image diagonal, below which the camera counts as static."""
+
+
+@dataclass
+class PosesConfig:
+    """Structure from motion with pycolmap."""
+
+    camera_model: str = "SIMPLE_RADIAL"
+    """COLMAP camera model shared by all frames (SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL, OPENCV...)."""
+    matcher: str = "auto"
+    """"sequential", "exhaustive", or "auto" (exhaustive for small sets, sequential otherwise)."""
+    exhaustive_below: int = 40
+    """With matcher="auto", frame counts below this are matched exhaustively."""
+    max_num_features: int = 8192
+    """SIFT features per image."""
+    mapper: str = "incremental"
+    """"incremental" (COLMAP) or "global" (GLOMAP)."""
+    min_registered_fraction: float = 0.5
+    """Fewer registered frames than this fraction is a failure."""
+
+
+@dataclass
+class SplatConfig:
+    """Gaussian splat training."""
+
+    steps: int = 3000
+    """Training steps (one image per step)."""
+    sh_degree: int = 3
+    """Final spherical-harmonics degree."""
+    sh_degree_interval: int = 500
+    """Steps between raising the SH degree by one."""
+    ssim_lambda: float = 0.2
+    """Weight of the D-SSIM term; the L1 term gets 1 - ssim_lambda."""
+    test_every: int = 8
+    """Every n-th frame is held out for evaluation (0: none)."""
+    eval_every: int = 500
+    """Evaluate held-out PSNR every n steps (and at the end)."""
+    strategy: str = "default"
+    """Densification strategy: "default" (gsplat DefaultStrategy)."""
+    max_gaussians: int = 500_000
+    """Densification stops growing beyond this many Gaussians."""
+    refine_start: int = 500
+    """First step of densification."""
+    refine_stop: int = 15_000
+    """Last step of densification."""
+    refine_every: int = 100
+    """Steps between densifications."""
+    reset_every: int = 3000
+    """Steps between opacity resets."""
+    grow_grad2d: float = 0.0002
+    """Screen-space gradient threshold for growing a Gaussian."""
+    init_opacity: float = 0.1
+    """Opacity of the initial Gaussians."""
+    init_scale: float = 1.0
+    """Initial scale as a factor of the mean distance to the 3 nearest points."""
+    lr_means: float = 1.6e-4
+    """Learning rate of positions, times the scene scale; decays 100x over training."""
+    lr_scales: float = 5e-3
+    lr_quats: float = 1e-3
+    lr_opacities: float = 5e-2
+    lr_sh0: float = 2.5e-3
+    lr_shN: float = 2.5e-3 / 20
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Background colour (RGB in [0, 1])."""
+    backend: str = "auto"
+    """Rasterizer: "auto" (gsplat on CUDA, else the CPU kernel), "gsplat", "cpu", "torch"."""
+    seed: int = 0
+    """Random seed."""
+
+
+@dataclass
+class RenderConfig:
+    """The orbit video."""
+
+    path: str = "orbit"
+    """Camera path: "orbit"."""
+    seconds: float = 6.0
+    """Length of the video."""
+    fps: int = 30
+    """Frames per second."""
+    resolution: str = "720p"
+    """"360p", "480p", "720p", "1080p", "1440p", "2160p", or "WIDTHxHEIGHT"."""
+    crf: int = 18
+    """x264 constant rate factor (lower is better quality, 17-23 is usual)."""
+    radius_factor: float = 1.0
+    """Orbit radius as a factor of the input cameras' distance to the centre."""
+    height_factor: float = 1.0
+    """Orbit height as a factor of the input cameras' height above the centre."""
+
+
+@dataclass
+class Config:
+    """The whole pipeline's configuration."""
+
+    preset: str = "default"
+    """Name or path of the preset this configuration was built from."""
+    device: str = "auto"
+    """"auto" (CUDA when available), "cpu" or "cuda"."""
+    frames: FramesConfig = field(default_factory=FramesConfig)
+    poses: PosesConfig = field(default_factory=PosesConfig)
+    splat: SplatConfig = field(default_factory=SplatConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+
+    def section_hash(self, section: str) -> str:
+        """A stable hash of one stage's section, used to decide whether it re-runs."""
+        data = dataclasses.asdict(getattr(self, section))
+        blob = json.dumps(data, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+SECTIONS = ("frames", "poses", "splat", "render")
+PRESET_DIRS = (
+    Path(__file__).parent / "pipelines",  # installed wheel
+    Path(__file__).parent.parent / "pipelines",  # source checkout / editable install
+)
+
+
+def preset_names() -> list[str]:
+    """Names of the bundled presets."""
+    names = set()
+    for d in PRESET_DIRS:
+        names.update(p.stem for p in d.glob("*.toml"))
+    return sorted(names)
+
+
+def find_preset(name: str) -> Path:
+    """The TOML file of a bundled preset, or ``name`` itself if it is a file path."""
+    path = Path(name)
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise ConfigError(f"preset file {name} does not exist", "give the path of a TOML file")
+        return path
+    for d in PRESET_DIRS:
+        if (d / f"{name}.toml").is_file():
+            return d / f"{name}.toml"
+    raise ConfigError(f"unknown preset {name!r}", f"choose one of {', '.join(preset_names())}")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str, bool):
+        if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+            return value
+    elif origin is tuple and isinstance(value, (list, tuple)):
+        args = typing.get_args(tp)
+        if len(args) == len(value):
+            return tuple(_coerce(v, a, where) for v, a in zip(value, args))
+    raise ConfigError(f"{where} must be {getattr(tp, '__name__', tp)}, got {value!r}",
+                      "check the value's type in the preset or --set")
+
+
+def _apply(cfg: Config, data: dict[str, Any], source: str) -> None:
+    top_hints = typing.get_type_hints(Config)
+    for key, value in data.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{key}] in {source} must be a table")
+            section = getattr(cfg, key)
+            hints = typing.get_type_hints(type(section))
+            for name, v in value.items():
+                if name not in hints:
+                    known = ", ".join(hints)
+                    raise ConfigError(f"unknown option {key}.{name} in {source}", f"known: {known}")
+                setattr(section, name, _coerce(v, hints[name], f"{key}.{name}"))
+        elif key in top_hints and key not in SECTIONS:
+            setattr(cfg, key, _coerce(value, top_hints[key], key))
+        else:
+            raise ConfigError(f"unknown option {key} in {source}",
+                              f"sections are {', '.join(SECTIONS)}")
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"splat.steps=500"`` -> ``{"splat": {"steps": 500}}``; values are TOML literals or bare strings."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r} is not KEY=VALUE", "write e.g. --set splat.steps=500")
+    key, raw = (s.strip() for s in text.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    parts = key.split(".")
+    if len(parts) == 1:
+        return {parts[0]: value}
+    if len(parts) == 2:
+        return {parts[0]: {parts[1]: value}}
+    raise ConfigError(f"--set key {key!r} has too many dots", "write SECTION.FIELD=VALUE")
+
+
+def load_config(preset: str = "default", overrides: list[str] | None = None) -> Config:
+    """Build a configuration from the defaults, a preset and overrides.
+
+    Args:
+        preset: A bundled preset name (``default``, ``fast``...) or a TOML file path.
+        overrides: ``SECTION.FIELD=VALUE`` strings applied last.
+    """
+    cfg = Config(preset=preset)
+    path = find_preset(preset)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"preset {path} is not valid TOML: {e}") from e
+    _apply(cfg, data, str(path))
+    for text in overrides or []:
+        _apply(cfg, parse_override(text), f"--set {text}")
+    cfg.preset = preset
+    return cfg
+
+
+def load_config_file(path: Path) -> Config:
+    """Read a resolved configuration saved by :func:`dump_config`."""
+    cfg = Config()
+    try:
+        _apply(cfg, tomllib.loads(path.read_text()), str(path))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}") from e
+    return cfg
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def dump_config(cfg: Config) -> str:
+    """The configuration as TOML text, every field written out."""
+    lines = ["# vid3d resolved configuration", ""]
+    for f in dataclasses.fields(cfg):
+        if f.name not in SECTIONS:
+            lines.append(f"{f.name} = {_toml_value(getattr(cfg, f.name))}")
+    for section in SECTIONS:
+        lines += ["", f"[{section}]"]
+        for f in dataclasses.fields(getattr(cfg, section)):
+            lines.append(f"{f.name} = {_toml_value(getattr(getattr(cfg, section), f.name))}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,211 @@
+"""The workspace: one folder per video, its paths, manifests and atomic writes.
+
+Layout (a valid COLMAP dataset: ``images/`` + ``sparse/0``)::
+
+    <ws>/vid3d.toml              resolved configuration of the last run
+    <ws>/images/                 selected frames
+    <ws>/masks/                  per-frame masks (white = use), if any
+    <ws>/frames.json             every decoded frame and what became of it
+    <ws>/colmap/                 COLMAP database and log
+    <ws>/sparse/0/               cameras.bin images.bin points3D.bin
+    <ws>/poses.json              cameras per registered frame, SfM metrics
+    <ws>/splats/                 point_cloud.ply, ckpt.pt
+    <ws>/renders/                orbit.mp4
+    <ws>/report.json, report.html
+    <ws>/.vid3d/<stage>.json     stage manifests
+
+Every file is written to a temporary name next to its target and renamed into
+place (:func:`atomic_path`, :func:`atomic_dir`), so an interrupted run never
+leaves a file that looks complete but is not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths of one workspace. Creating the object touches nothing on disk."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def config_toml(self) -> Path:
+        return self.root / "vid3d.toml"
+
+    @property
+    def images(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def masks(self) -> Path:
+        return self.root / "masks"
+
+    @property
+    def frames_json(self) -> Path:
+        return self.root / "frames.json"
+
+    @property
+    def colmap(self) -> Path:
+        return self.root / "colmap"
+
+    @property
+    def database(self) -> Path:
+        return self.colmap / "database.db"
+
+    @property
+    def sparse(self) -> Path:
+        return self.root / "sparse"
+
+    @property
+    def sparse0(self) -> Path:
+        return self.sparse / "0"
+
+    @property
+    def poses_json(self) -> Path:
+        return self.root / "poses.json"
+
+    @property
+    def splats(self) -> Path:
+        return self.root / "splats"
+
+    @property
+    def ply(self) -> Path:
+        return self.splats / "point_cloud.ply"
+
+    @property
+    def ckpt(self) -> Path:
+        return self.splats / "ckpt.pt"
+
+    @property
+    def renders(self) -> Path:
+        return self.root / "renders"
+
+    @property
+    def report_json(self) -> Path:
+        return self.root / "report.json"
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def meta(self) -> Path:
+        return self.root / ".vid3d"
+
+    def manifest_path(self, stage: str) -> Path:
+        return self.meta / f"{stage}.json"
+
+    def read_manifest(self, stage: str) -> dict[str, Any] | None:
+        """The stage's manifest, or None when the stage has not finished here."""
+        path = self.manifest_path(stage)
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it to ``path`` on success.
+
+    On an exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Yield an empty temporary folder next to ``path``; swap it in on success.
+
+    A previous ``path`` is replaced only once the new one is complete; on an
+    exception the temporary folder is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(path)
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = _tmp_name(path)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write a JSON file atomically (indented, UTF-8)."""
+    write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+
+
+def fingerprint_paths(paths: list[Path]) -> str:
+    """A hash of files' names, sizes and modification times (folders recursively)."""
+    h = hashlib.sha256()
+    for p in sorted(Path(p) for p in paths):
+        files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+        for q in files:
+            st = q.stat()
+            h.update(f"{q}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def fingerprint_file(path: Path) -> str:
+    """A content hash of a source file: its size and the first and last 4 MiB."""
+    path = Path(path)
+    h = hashlib.sha256()
+    size = path.stat().st_size
+    h.update(str(size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(4 << 20))
+        if size > 8 << 20:
+            f.seek(-(4 << 20), os.SEEK_END)
+            h.update(f.read())
+    return h.hexdigest()[:16]
