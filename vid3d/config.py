@@ -98,6 +98,8 @@ class SplatConfig:
     lr_shN: float = 2.5e-3 / 20
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     """Background colour (RGB in [0, 1])."""
+    checkpoint_every: int = 500
+    """Write ``splats/ckpt.pt`` every n steps (and at the end) so training can resume."""
     backend: str = "auto"
     """Rasterizer: "auto" (gsplat on CUDA, else the CPU kernel), "gsplat", "cpu", "torch"."""
     seed: int = 0
@@ -238,9 +240,15 @@ def load_config(preset: str = "default", overrides: list[str] | None = None) -> 
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"preset {path} is not valid TOML: {e}") from e
     _apply(cfg, data, str(path))
-    for text in overrides or []:
-        _apply(cfg, parse_override(text), f"--set {text}")
+    apply_overrides(cfg, overrides or [])
     cfg.preset = preset
+    return cfg
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply ``SECTION.FIELD=VALUE`` strings to ``cfg`` in place; returns it."""
+    for text in overrides:
+        _apply(cfg, parse_override(text), f"--set {text}")
     return cfg
 
 

@@ -46,21 +46,24 @@ class Scene:
         return replace(self, camtoworlds=c2w, points=points)
 
 
-def normalization_transform(camtoworlds: np.ndarray, points: np.ndarray | None = None) -> np.ndarray:
-    """A similarity that centres the cameras, scales them into the unit ball, and turns
-    their mean up direction (-y in OpenCV axes) to +z.
+def normalization_transform(camtoworlds: np.ndarray, align_up: bool = False) -> np.ndarray:
+    """A similarity that centres the cameras and scales them into the unit ball.
 
     Args:
         camtoworlds: [N, 4, 4] cameras.
-        points: [P, 3] optional SfM points (unused for the fit; kept for callers).
+        align_up: Also rotate the cameras' mean up direction (-y in OpenCV axes) onto
+            +z. Default: False, so that splats' spherical harmonics need no rotation
+            when they are moved back to the SfM frame.
 
     Returns:
         [4, 4] float64 ``T`` with ``x_normalized = T @ x_world``.
     """
     centers = camtoworlds[:, :3, 3]
-    up = -camtoworlds[:, :3, 1].mean(axis=0)
-    up /= np.linalg.norm(up) + 1e-12
-    R = _rotation_a_to_b(up, np.array([0.0, 0.0, 1.0]))
+    R = np.eye(3)
+    if align_up:
+        up = -camtoworlds[:, :3, 1].mean(axis=0)
+        up /= np.linalg.norm(up) + 1e-12
+        R = _rotation_a_to_b(up, np.array([0.0, 0.0, 1.0]))
     center = centers.mean(axis=0)
     dist = np.linalg.norm(centers - center, axis=1).max()
     scale = 1.0 / dist if dist > 1e-9 else 1.0

@@ -1,0 +1,211 @@
+"""The ``vid3d`` command line: thin typer commands over :mod:`vid3d.pipeline`.
+
+Every command parses its options, calls one library function and prints. Errors are
+:class:`vid3d.errors.Vid3dError`; :func:`_errors` turns them into one line on stderr
+and a non-zero exit code, in one place.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
+
+import typer
+
+from . import __version__
+from .config import Config, apply_overrides, load_config, load_config_file
+from .console import RichReporter, console, summary_table
+from .errors import Vid3dError
+from .workspace import Workspace
+
+app = typer.Typer(
+    name="vid3d",
+    help="Turn a video into a 3D Gaussian splat scene and an orbit video.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Preset = Annotated[Optional[str], typer.Option(
+    "--preset", "-p", help="Preset name (default, fast, ...) or TOML file. "
+    "Default: the workspace's last configuration, else 'default'.")]
+Sets = Annotated[Optional[list[str]], typer.Option(
+    "--set", "-s", help="Override one option, e.g. --set splat.steps=500 (repeatable).")]
+Device = Annotated[Optional[str], typer.Option(
+    "--device", help="auto, cpu or cuda.")]
+Force = Annotated[bool, typer.Option("--force", help="Run even when the outputs are up to date.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Print more detail.")]
+WorkspaceArg = Annotated[Path, typer.Argument(help="Workspace folder (made by `vid3d frames` "
+                                                   "or `vid3d reconstruct`).")]
+Shot = Annotated[Optional[int], typer.Option(
+    "--shot", help="Which shot of a clip with scene cuts to use (0 = first). Default: the longest.")]
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"vid3d {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version_callback,
+                                          is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Turn a video into a 3D Gaussian splat scene and an orbit video."""
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn library errors into one line and an exit code."""
+    try:
+        yield
+    except Vid3dError as e:
+        console.print(f"[bold red]error:[/] {e.message}", highlight=False, soft_wrap=True)
+        if e.hint:
+            console.print(f"[dim]hint:[/] {e.hint}", highlight=False, soft_wrap=True)
+        raise typer.Exit(e.exit_code) from None
+    except KeyboardInterrupt:
+        console.print("[bold red]interrupted[/]: finished stages are kept; "
+                      "run the same command again to resume")
+        raise typer.Exit(130) from None
+
+
+def _config(ws: Workspace | None, preset: str | None, sets: list[str] | None,
+            device: str | None, extra: list[str] | None = None) -> Config:
+    """Workspace config (or a preset), then --set overrides, then command options."""
+    overrides = list(sets or []) + list(extra or [])
+    if device is not None:
+        overrides.append(f'device="{device}"')
+    if preset is None and ws is not None and ws.config_toml.is_file():
+        return apply_overrides(load_config_file(ws.config_toml), overrides)
+    return load_config(preset or "default", overrides)
+
+
+def _reporter(quiet: bool, verbose: bool) -> RichReporter:
+    return RichReporter(0 if quiet else 2 if verbose else 1)
+
+
+def _existing_workspace(path: Path) -> Workspace:
+    from .errors import InputError
+
+    if not path.is_dir():
+        raise InputError(f"workspace {path} does not exist",
+                         "run `vid3d reconstruct VIDEO --out DIR` or `vid3d frames VIDEO --out DIR` first")
+    return Workspace(path)
+
+
+def _run(ws: Workspace, cfg: Config, stages: tuple[str, ...], quiet: bool, verbose: bool,
+         **kwargs) -> None:
+    from .pipeline import run_pipeline
+
+    with _reporter(quiet, verbose) as reporter:
+        outcomes = run_pipeline(ws, cfg, stages, reporter=reporter, **kwargs)
+    if not quiet:
+        console.print(summary_table(outcomes, title=f"vid3d · {ws.root}"))
+        console.print(f"report: {ws.report_json}", highlight=False)
+
+
+@app.command()
+def reconstruct(
+    video: Annotated[Path, typer.Argument(help="The input video (mp4, mov, webm, ...).")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Workspace folder. "
+                                                "Default: work/<video name>.")] = None,
+    preset: Preset = None, set_: Sets = None, device: Device = None, shot: Shot = None,
+    force: Force = False, quiet: Quiet = False, verbose: Verbose = False,
+) -> None:
+    """Video -> frames -> camera poses -> splats -> orbit video, in one go."""
+    with _errors():
+        ws = Workspace(out or Path("work") / video.stem)
+        cfg = _config(ws, preset, set_, device)
+        _run(ws, cfg, ("frames", "poses", "splat", "render"), quiet, verbose,
+             video=video, shot=shot, force=force)
+
+
+@app.command()
+def frames(
+    video: Annotated[Path, typer.Argument(help="The input video.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Workspace folder.")],
+    preset: Preset = None, set_: Sets = None, shot: Shot = None,
+    force: Force = False, quiet: Quiet = False, verbose: Verbose = False,
+) -> None:
+    """Choose frames from a video into a workspace's images/ (stage 1)."""
+    with _errors():
+        ws = Workspace(out)
+        _run(ws, _config(ws, preset, set_, None), ("frames",), quiet, verbose,
+             video=video, shot=shot, force=force)
+
+
+@app.command()
+def poses(
+    workspace: WorkspaceArg, preset: Preset = None, set_: Sets = None, device: Device = None,
+    force: Force = False, quiet: Quiet = False, verbose: Verbose = False,
+) -> None:
+    """Camera poses of the frames with COLMAP, into sparse/0 (stage 2)."""
+    with _errors():
+        ws = _existing_workspace(workspace)
+        _run(ws, _config(ws, preset, set_, device), ("poses",), quiet, verbose, force=force)
+
+
+@app.command()
+def train(
+    workspace: WorkspaceArg, preset: Preset = None, set_: Sets = None, device: Device = None,
+    steps: Annotated[Optional[int], typer.Option(help="Training steps.")] = None,
+    force: Force = False, quiet: Quiet = False, verbose: Verbose = False,
+) -> None:
+    """Train Gaussian splats on the posed frames (stage 3); resumes an interrupted run."""
+    with _errors():
+        ws = _existing_workspace(workspace)
+        extra = [f"splat.steps={steps}"] if steps is not None else []
+        _run(ws, _config(ws, preset, set_, device, extra), ("splat",), quiet, verbose, force=force)
+
+
+@app.command()
+def render(
+    workspace: WorkspaceArg,
+    path: Annotated[Optional[str], typer.Option(help="Camera path: orbit, ... ")] = None,
+    seconds: Annotated[Optional[float], typer.Option(help="Video length.")] = None,
+    resolution: Annotated[Optional[str], typer.Option(help="360p, 480p, 720p, 1080p, 1440p, "
+                                                           "2160p or WxH.")] = None,
+    fps: Annotated[Optional[int], typer.Option(help="Frames per second.")] = None,
+    preset: Preset = None, set_: Sets = None, device: Device = None,
+    force: Force = False, quiet: Quiet = False, verbose: Verbose = False,
+) -> None:
+    """Render a video of the splats along a camera path (stage 4)."""
+    with _errors():
+        ws = _existing_workspace(workspace)
+        extra = []
+        for name, value in (("path", path), ("seconds", seconds), ("resolution", resolution),
+                            ("fps", fps)):
+            if value is not None:
+                extra.append(f'render.{name}="{value}"' if isinstance(value, str)
+                             else f"render.{name}={value}")
+        _run(ws, _config(ws, preset, set_, device, extra), ("render",), quiet, verbose, force=force)
+
+
+@app.command()
+def doctor() -> None:
+    """What this machine can do: torch, CUDA, gsplat, pycolmap, ffmpeg/H.264, versions."""
+    from rich.table import Table
+
+    from .doctor import run_checks
+
+    table = Table(title=f"vid3d {__version__} · doctor", title_justify="left")
+    table.add_column("")
+    table.add_column("component")
+    table.add_column("detail")
+    failed = False
+    for c in run_checks():
+        mark = "[green]ok[/]" if c.ok else ("[red]missing[/]" if c.required else "[yellow]no[/]")
+        failed |= c.required and not c.ok
+        table.add_row(mark, c.name, c.detail)
+    console.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,122 @@
+"""The terminal: one rich console on stderr, one progress display, the summary table."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID,
+                           TextColumn, TimeElapsedColumn)
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+class _RichTask:
+    def __init__(self, progress: Progress, task_id: TaskID):
+        self.progress, self.task_id = progress, task_id
+
+    def advance(self, n: float = 1) -> None:
+        self.progress.advance(self.task_id, n)
+
+    def update(self, *, completed=None, total=None, info=None) -> None:
+        kwargs: dict[str, Any] = {}
+        if completed is not None:
+            kwargs["completed"] = completed
+        if total is not None:
+            kwargs["total"] = total
+        if info is not None:
+            kwargs["info"] = info
+        self.progress.update(self.task_id, **kwargs)
+
+
+class _QuietTask:
+    def advance(self, n: float = 1) -> None:
+        pass
+
+    def update(self, *, completed=None, total=None, info=None) -> None:
+        pass
+
+
+class RichReporter:
+    """A :class:`vid3d.progress.Reporter` drawing rich progress bars.
+
+    Args:
+        verbosity: 0 quiet (warnings only), 1 normal, 2 verbose (debug lines too).
+    """
+
+    def __init__(self, verbosity: int = 1):
+        self.verbosity = verbosity
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+            MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
+            console=console, transient=True, disable=verbosity == 0 or not console.is_terminal,
+        )
+        self.warnings: list[str] = []
+
+    def __enter__(self) -> "RichReporter":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    @contextmanager
+    def task(self, description: str, total: float | None = None) -> Iterator[Any]:
+        if self.verbosity == 0:
+            yield _QuietTask()
+            return
+        task_id = self.progress.add_task(description, total=total, info="")
+        try:
+            yield _RichTask(self.progress, task_id)
+        finally:
+            self.progress.remove_task(task_id)
+
+    def log(self, message: str) -> None:
+        if self.verbosity >= 1:
+            self.progress.console.print(f"[dim]·[/] {message}", highlight=False)
+
+    def debug(self, message: str) -> None:
+        if self.verbosity >= 2:
+            self.progress.console.print(f"[dim]  {message}[/]", highlight=False)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        self.progress.console.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+
+def headline(stage: str, m: dict[str, Any]) -> str:
+    """The figures of a stage worth one line in the summary."""
+
+    def g(key, fmt="{}"):
+        v = m.get(key)
+        return fmt.format(v) if v is not None else "?"
+
+    if stage == "frames":
+        return f"{g('kept')} of {g('decoded')} frames kept, {g('width')}x{g('height')}"
+    if stage == "poses":
+        return (f"{g('registered')}/{g('total')} frames registered, "
+                f"reprojection error {g('mean_reprojection_error', '{:.2f}')} px, "
+                f"{g('points')} points")
+    if stage == "splat":
+        return (f"{g('steps')} steps, {g('gaussians')} Gaussians, held-out PSNR "
+                f"{g('psnr_initial', '{:.2f}')} -> {g('psnr', '{:.2f}')} dB")
+    if stage == "render":
+        outputs = m.get("outputs") or []
+        main = next((o for o in outputs if str(o).endswith(".mp4")), "?")
+        return f"{main}: {g('frames')} frames, {g('width')}x{g('height')} @ {g('fps')} fps"
+    return ""
+
+
+def summary_table(outcomes: list, title: str = "vid3d") -> Table:
+    """A table of stage, status, time and headline figures."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("stage")
+    table.add_column("status")
+    table.add_column("time", justify="right")
+    table.add_column("result")
+    for o in outcomes:
+        status = "[green]ran[/]" if o.status == "ran" else "[dim]skipped (up to date)[/]"
+        table.add_row(o.stage, status, f"{o.seconds:.1f} s", headline(o.stage, o.metrics))
+    return table

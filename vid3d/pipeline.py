@@ -1,0 +1,200 @@
+"""Stage order, skipping by manifest, and the report.
+
+Each stage is a function in :mod:`vid3d.stages`; this module only decides which ones
+run. A stage is skipped when its manifest (``<ws>/.vid3d/<stage>.json``) records the
+same vid3d version, the same hash of its configuration section, the same fingerprint
+of its inputs (the previous stage's outputs, or the video), and outputs that are still
+as it left them. Otherwise it runs, and the stages after it see changed inputs and run
+too. Writes ``vid3d.toml``, the manifests, ``report.json`` and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import __version__
+from .config import Config, dump_config
+from .errors import InputError, MissingStageError
+from .progress import NULL_REPORTER, Reporter
+from .workspace import Workspace, fingerprint_file, fingerprint_paths, write_json, write_text
+
+STAGES = ("frames", "poses", "splat", "render")
+
+#: What each stage needs before it can run, and the command that makes it.
+_NEEDS = {"poses": ("images", "vid3d frames"), "splat": ("sparse0", "vid3d poses"),
+          "render": ("ckpt", "vid3d train")}
+
+
+def stage_outputs(ws: Workspace, stage: str) -> list[Path]:
+    """The files and folders a stage leaves in the workspace."""
+    return {
+        "frames": [ws.images, ws.frames_json] + ([ws.masks] if ws.masks.exists() else []),
+        "poses": [ws.sparse0, ws.poses_json],
+        "splat": [ws.ckpt, ws.ply],
+        "render": [ws.renders],
+    }[stage]
+
+
+def stage_inputs(ws: Workspace, stage: str, video: Path | None = None,
+                 shot: int | None = None) -> dict[str, Any]:
+    """A fingerprint of what a stage reads."""
+    if stage == "frames":
+        return {"video": str(video), "content": fingerprint_file(video), "shot": shot}
+    attr, command = _NEEDS[stage]
+    path = getattr(ws, attr)
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        raise MissingStageError(f"{path} is missing, so `{stage}` cannot run",
+                                f"run `{command} {ws.root}` first")
+    prev = STAGES[STAGES.index(stage) - 1]
+    return {"previous": fingerprint_paths([p for p in stage_outputs(ws, prev) if p.exists()])}
+
+
+@dataclass
+class StageOutcome:
+    """What happened to one stage in a run."""
+
+    stage: str
+    status: str  # "ran" or "skipped"
+    seconds: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def is_up_to_date(ws: Workspace, stage: str, cfg: Config, inputs: dict[str, Any]) -> bool:
+    """Whether the stage's manifest matches its configuration, inputs and outputs."""
+    m = ws.read_manifest(stage)
+    if m is None:
+        return False
+    outputs = stage_outputs(ws, stage)
+    return (m.get("vid3d_version") == __version__
+            and m.get("config_hash") == cfg.section_hash(stage)
+            and m.get("inputs") == inputs
+            and all(p.exists() for p in outputs)
+            and m.get("output_fingerprint") == fingerprint_paths(outputs))
+
+
+def _stage_function(stage: str) -> Callable[..., dict[str, Any]]:
+    from .stages import frames, poses, render, splat
+
+    return {"frames": frames.run, "poses": poses.run, "splat": splat.run, "render": render.run}[stage]
+
+
+def run_stage(ws: Workspace, stage: str, cfg: Config, *, force: bool = False,
+              video: Path | None = None, shot: int | None = None,
+              reporter: Reporter = NULL_REPORTER) -> StageOutcome:
+    """Run one stage unless it is up to date; write its manifest.
+
+    Args:
+        ws: The workspace.
+        stage: One of :data:`STAGES`.
+        cfg: The whole configuration (the stage reads its own section).
+        force: Run even when up to date.
+        video: The input video (frames stage only).
+        shot: Which shot of the video to use (frames stage only; None = the longest).
+    """
+    inputs = stage_inputs(ws, stage, video, shot)
+    if not force and is_up_to_date(ws, stage, cfg, inputs):
+        reporter.log(f"{stage}: up to date, skipped")
+        m = ws.read_manifest(stage) or {}
+        return StageOutcome(stage, "skipped", 0.0, m.get("metrics", {}))
+    ws.manifest_path(stage).unlink(missing_ok=True)
+    fn = _stage_function(stage)
+    t0 = time.perf_counter()
+    if stage == "frames":
+        metrics = fn(video, ws, cfg, reporter, shot=shot)
+    else:
+        metrics = fn(ws, cfg, reporter)
+    seconds = time.perf_counter() - t0
+    outputs = stage_outputs(ws, stage)
+    write_json(ws.manifest_path(stage), {
+        "stage": stage,
+        "vid3d_version": __version__,
+        "config_hash": cfg.section_hash(stage),
+        "inputs": inputs,
+        "outputs": [str(p.relative_to(ws.root)) for p in outputs],
+        "output_fingerprint": fingerprint_paths(outputs),
+        "seconds": seconds,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "metrics": metrics,
+    })
+    return StageOutcome(stage, "ran", seconds, metrics)
+
+
+def run_pipeline(ws: Workspace, cfg: Config, stages: tuple[str, ...] = STAGES, *,
+                 video: Path | None = None, shot: int | None = None, force: bool = False,
+                 reporter: Reporter = NULL_REPORTER) -> list[StageOutcome]:
+    """Run stages in order, skipping those that are up to date, then write the report.
+
+    The resolved configuration is saved to ``<ws>/vid3d.toml`` first.
+    """
+    if "frames" in stages:
+        if video is None or not Path(video).is_file():
+            raise InputError(f"video {video} does not exist", "check the path")
+    ws.root.mkdir(parents=True, exist_ok=True)
+    write_text(ws.config_toml, dump_config(cfg))
+    outcomes: list[StageOutcome] = []
+    with reporter.task("vid3d", total=len(stages)) as overall:
+        for i, stage in enumerate(stages):
+            overall.update(info=f"stage {i + 1}/{len(stages)}: {stage}")
+            outcomes.append(run_stage(ws, stage, cfg, force=force, video=video, shot=shot,
+                                      reporter=reporter))
+            overall.advance()
+    write_report(ws)
+    return outcomes
+
+
+def reconstruct(video: Path, ws: Workspace, cfg: Config, *, shot: int | None = None,
+                force: bool = False, reporter: Reporter = NULL_REPORTER) -> list[StageOutcome]:
+    """Video in, splats and an orbit video out: every stage in order."""
+    return run_pipeline(ws, cfg, STAGES, video=Path(video), shot=shot, force=force,
+                        reporter=reporter)
+
+
+def write_report(ws: Workspace) -> dict[str, Any]:
+    """Gather the stage manifests into ``report.json`` and ``report.html``."""
+    stages = {}
+    for stage in STAGES:
+        m = ws.read_manifest(stage)
+        if m is not None:
+            stages[stage] = {"seconds": m["seconds"], "finished": m["finished"],
+                             "metrics": m["metrics"]}
+    report = {
+        "vid3d_version": __version__,
+        "workspace": str(ws.root),
+        "stages": stages,
+        "total_seconds": sum(s["seconds"] for s in stages.values()),
+    }
+    write_json(ws.report_json, report)
+    write_text(ws.report_html, _report_html(report))
+    return report
+
+
+def _report_html(report: dict[str, Any]) -> str:
+    rows = []
+    for stage, s in report["stages"].items():
+        shown = {k: v for k, v in s["metrics"].items() if not isinstance(v, (list, dict))}
+        cells = "<br>".join(f"<b>{html.escape(str(k))}</b>: {html.escape(_fmt(v))}"
+                            for k, v in shown.items())
+        rows.append(f"<tr><td>{stage}</td><td>{s['seconds']:.1f} s</td><td>{cells}</td></tr>")
+    videos = "".join(f'<video src="renders/{p}" controls loop muted width="640"></video>'
+                     for p in _rendered_videos(report))
+    return f"""<!doctype html><meta charset="utf-8"><title>vid3d report</title>
+<style>body{{font-family:sans-serif;margin:2em}}td{{vertical-align:top;padding:.4em;border-bottom:1px solid #ddd}}</style>
+<h1>vid3d report</h1><p>{html.escape(report['workspace'])} · vid3d {report['vid3d_version']} ·
+{report['total_seconds']:.1f} s</p>{videos}
+<table><tr><th>stage</th><th>time</th><th>figures</th></tr>{''.join(rows)}</table>
+<details><summary>report.json</summary><pre>{html.escape(json.dumps(report, indent=1)[:200000])}</pre></details>
+"""
+
+
+def _rendered_videos(report: dict[str, Any]) -> list[str]:
+    render = report["stages"].get("render", {}).get("metrics", {})
+    return [Path(p).name for p in render.get("outputs", []) if str(p).endswith(".mp4")]
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

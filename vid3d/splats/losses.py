@@ -1,0 +1,78 @@
+"""Image losses and metrics: masked L1, SSIM, PSNR."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def _gaussian_window(size: int, sigma: float, channels: int, device, dtype) -> torch.Tensor:
+    x = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
+
+
+def ssim_map(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Per-pixel SSIM of two images (Gaussian window, zero padding at the borders).
+
+    Args:
+        a, b: [B, H, W, C] images in [0, 1].
+
+    Returns:
+        [B, H, W] SSIM averaged over channels.
+    """
+    a = a.permute(0, 3, 1, 2)
+    b = b.permute(0, 3, 1, 2)
+    c = a.shape[1]
+    w = _gaussian_window(window, sigma, c, a.device, a.dtype)
+    pad = window // 2
+
+    def filt(x):
+        return F.conv2d(x, w, padding=pad, groups=c)
+
+    mu_a, mu_b = filt(a), filt(b)
+    var_a = filt(a * a) - mu_a**2
+    var_b = filt(b * b) - mu_b**2
+    cov = filt(a * b) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return s.mean(dim=1)
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
+        return x.mean()
+    while mask.dim() < x.dim():
+        mask = mask.unsqueeze(-1)
+    mask = mask.expand_as(x).to(x.dtype)
+    return (x * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def photometric_loss(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
+                     ssim_lambda: float = 0.2) -> torch.Tensor:
+    """The 3DGS loss ``(1 - lambda) * L1 + lambda * (1 - SSIM)``, over unmasked pixels.
+
+    Args:
+        render, target: [B, H, W, 3] images in [0, 1].
+        mask: [B, H, W] with 1 where the pixel counts, or None for all pixels.
+        ssim_lambda: Weight of the D-SSIM term. Default: 0.2.
+    """
+    l1 = _masked_mean((render - target).abs(), mask)
+    if ssim_lambda == 0:
+        return l1
+    dssim = 1.0 - _masked_mean(ssim_map(render, target), mask)
+    return (1.0 - ssim_lambda) * l1 + ssim_lambda * dssim
+
+
+def psnr(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """Peak signal-to-noise ratio in dB of images in [0, 1] (over unmasked pixels)."""
+    mse = float(_masked_mean((render.clamp(0, 1) - target) ** 2, mask))
+    return 10.0 * math.log10(1.0 / max(mse, 1e-10))
+
+
+def ssim(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """Mean SSIM of images in [0, 1] (over unmasked pixels)."""
+    return float(_masked_mean(ssim_map(render.clamp(0, 1), target), mask))

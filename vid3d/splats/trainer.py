@@ -1,0 +1,320 @@
+"""Gaussian splat training: one step, evaluation, checkpoints; densification via gsplat.
+
+The trainer works in the normalised frame of :func:`vid3d.scene.normalization_transform`
+(cameras centred in the unit ball) and renders through
+:func:`vid3d.splats.rasterize.rasterize`, so it runs with gsplat on CUDA and with the
+CPU kernel elsewhere. Every ``test_every``-th frame is held out for evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from gsplat.strategy import DefaultStrategy
+from gsplat.strategy.ops import reset_opa
+
+from ..config import SplatConfig
+from ..errors import TrainingError
+from ..progress import NULL_REPORTER, Reporter
+from ..scene import Scene, normalization_transform
+from .losses import photometric_loss, psnr, ssim
+from .model import Checkpoint, init_splats, load_checkpoint, save_checkpoint
+from .rasterize import rasterize
+
+
+class Vid3dDefaultStrategy(DefaultStrategy):
+    """gsplat's DefaultStrategy with its opacity reset working and a Gaussian cap.
+
+    In gsplat 1.5.3 ``step % self.reset_every == 0 & step > 0`` parses as
+    ``step % reset_every == (0 & step) > 0``, which is never true, so opacities are
+    never reset. This class resets them as intended, and stops growing (but still
+    prunes) once ``max_gaussians`` is reached.
+    """
+
+    def __init__(self, *args, max_gaussians: int = 1_000_000, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_gaussians = max_gaussians
+        self.resets = 0
+
+    def step_post_backward(self, params, optimizers, state, step, info, packed=False):
+        super().step_post_backward(params, optimizers, state, step, info, packed=packed)
+        if step < self.refine_stop_iter and step > 0 and step % self.reset_every == 0:
+            reset_opa(params=params, optimizers=optimizers, state=state, value=self.prune_opa * 2.0)
+            self.resets += 1
+
+    def _grow_gs(self, params, optimizers, state, step):
+        if len(params["means"]) >= self.max_gaussians:
+            return 0, 0
+        return super()._grow_gs(params, optimizers, state, step)
+
+
+@dataclass
+class TrainData:
+    """Training images and cameras in the normalised frame."""
+
+    images: torch.Tensor  # [N, H, W, 3] uint8
+    masks: torch.Tensor | None  # [N, H, W] bool, True = use
+    viewmats: torch.Tensor  # [N, 4, 4] world-to-camera
+    Ks: torch.Tensor  # [N, 3, 3]
+    train_ids: list[int]
+    test_ids: list[int]
+    normalization: np.ndarray  # [4, 4] SfM frame -> training frame
+    scene: Scene  # normalised scene
+
+    @property
+    def height(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.images.shape[2])
+
+
+def load_train_data(scene: Scene, test_every: int, device: torch.device) -> TrainData:
+    """Read the scene's images and masks and normalise its cameras.
+
+    Args:
+        scene: Cameras and pinhole images (SfM frame).
+        test_every: Hold out every n-th frame (0: none).
+    """
+    T = normalization_transform(scene.camtoworlds)
+    scene_n = scene.transformed(T)
+    images, masks = [], []
+    for path in scene.image_paths:
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise TrainingError(f"cannot read training image {path}", "re-run `vid3d poses --force`")
+        images.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    if any(p is not None for p in scene.mask_paths):
+        for path, img in zip(scene.mask_paths, images):
+            m = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path is not None else None
+            masks.append(np.ones(img.shape[:2], bool) if m is None else m > 127)
+    n = len(images)
+    test_ids = [i for i in range(n) if test_every > 0 and i % test_every == 0 and n > 2]
+    train_ids = [i for i in range(n) if i not in test_ids]
+    c2w = torch.tensor(scene_n.camtoworlds, dtype=torch.float32)
+    return TrainData(
+        images=torch.from_numpy(np.stack(images)).to(device),
+        masks=torch.from_numpy(np.stack(masks)).to(device) if masks else None,
+        viewmats=torch.linalg.inv(c2w).to(device),
+        Ks=torch.tensor(scene_n.Ks, dtype=torch.float32).to(device),
+        train_ids=train_ids,
+        test_ids=test_ids,
+        normalization=T,
+        scene=scene_n,
+    )
+
+
+class Trainer:
+    """Trains splats on :class:`TrainData` with the 3DGS schedule.
+
+    Args:
+        data: Images and cameras.
+        cfg: Training options.
+        device: Torch device.
+        backend: Rasterizer backend (see :func:`vid3d.splats.rasterize.rasterize`).
+    """
+
+    def __init__(self, data: TrainData, cfg: SplatConfig, device: torch.device, backend: str = "auto"):
+        self.data, self.cfg, self.device, self.backend = data, cfg, device, backend
+        torch.manual_seed(cfg.seed)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        scene = data.scene
+        if len(scene.points) < 4:
+            raise TrainingError(f"structure from motion found only {len(scene.points)} points",
+                                "the splats need a sparse point cloud; re-run `vid3d poses` with more frames")
+        self.scene_scale = float(np.linalg.norm(scene.camtoworlds[:, :3, 3], axis=1).max()) * 1.1
+        self.splats = init_splats(scene.points, scene.colors, cfg.sh_degree, cfg.init_opacity,
+                                  cfg.init_scale, device)
+        self.optimizers = self._make_optimizers()
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(
+            self.optimizers["means"], gamma=0.01 ** (1.0 / max(cfg.steps, 1)))
+        self.strategy = Vid3dDefaultStrategy(
+            grow_grad2d=cfg.grow_grad2d, refine_start_iter=cfg.refine_start,
+            refine_stop_iter=cfg.refine_stop, refine_every=cfg.refine_every,
+            reset_every=cfg.reset_every, max_gaussians=cfg.max_gaussians, verbose=False)
+        self.strategy.check_sanity(self.splats, self.optimizers)
+        self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
+        self.step_count = 0
+        self.order: list[int] = []
+        self.history: list[dict[str, float]] = []
+        self.background = torch.tensor(cfg.background, dtype=torch.float32, device=device)
+
+    def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        c = self.cfg
+        lrs = dict(means=c.lr_means * self.scene_scale, quats=c.lr_quats, scales=c.lr_scales,
+                   opacities=c.lr_opacities, sh0=c.lr_sh0, shN=c.lr_shN)
+        return {name: torch.optim.Adam([{"params": self.splats[name], "lr": lr, "name": name}],
+                                       eps=1e-15)
+                for name, lr in lrs.items()}
+
+    def sh_degree_now(self) -> int:
+        return min(self.step_count // max(self.cfg.sh_degree_interval, 1), self.cfg.sh_degree)
+
+    def render(self, ids: list[int], sh_degree: int | None = None):
+        """Render training cameras ``ids``: ``([C, H, W, 3] colours, info)``."""
+        s = self.splats
+        colors = torch.cat([s["sh0"], s["shN"]], 1)  # [N, K, 3]
+        C = len(ids)
+        out, _, info = rasterize(
+            s["means"], s["quats"], torch.exp(s["scales"]), torch.sigmoid(s["opacities"]), colors,
+            self.data.viewmats[ids], self.data.Ks[ids], self.data.width, self.data.height,
+            sh_degree=self.sh_degree_now() if sh_degree is None else sh_degree,
+            backgrounds=self.background.expand(C, 3), packed=False, backend=self.backend)
+        return out, info
+
+    def _next_id(self) -> int:
+        if not self.order:
+            perm = torch.randperm(len(self.data.train_ids), generator=self.generator)
+            self.order = [self.data.train_ids[i] for i in perm.tolist()]
+        return self.order.pop()
+
+    def step(self) -> float:
+        """One optimisation step on one training image; returns the loss."""
+        i = self._next_id()
+        target = self.data.images[i : i + 1].float() / 255.0  # [1, H, W, 3]
+        mask = self.data.masks[i : i + 1] if self.data.masks is not None else None
+        render, info = self.render([i])
+        loss = photometric_loss(render, target, mask, self.cfg.ssim_lambda)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"training diverged at step {self.step_count} (loss {loss.item()})",
+                                "try a lower learning rate, e.g. --set splat.lr_means=1e-5")
+        self.strategy.step_pre_backward(self.splats, self.optimizers, self.strategy_state,
+                                        self.step_count, info)
+        loss.backward()
+        for opt in self.optimizers.values():
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.strategy.step_post_backward(self.splats, self.optimizers, self.strategy_state,
+                                         self.step_count, info, packed=False)
+        self.step_count += 1
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def evaluate(self, ids: list[int] | None = None) -> dict[str, float]:
+        """Mean PSNR and SSIM on the held-out frames (on training frames if none are held out)."""
+        ids = ids if ids is not None else (self.data.test_ids or self.data.train_ids)
+        p, s = [], []
+        for i in ids:
+            render, _ = self.render([i], sh_degree=self.sh_degree_now())
+            target = self.data.images[i : i + 1].float() / 255.0
+            mask = self.data.masks[i : i + 1] if self.data.masks is not None else None
+            p.append(psnr(render, target, mask))
+            s.append(ssim(render, target, mask))
+        return {"psnr": float(np.mean(p)), "ssim": float(np.mean(s))}
+
+    # -- checkpoints ---------------------------------------------------------------
+
+    def checkpoint(self, config_hash: str) -> Checkpoint:
+        state = {
+            "config_hash": config_hash,
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "scheduler": self.scheduler.state_dict(),
+            "strategy": {k: v for k, v in self.strategy_state.items() if v is not None},
+            "strategy_resets": self.strategy.resets,
+            "generator": self.generator.get_state(),
+            "order": list(self.order),
+            "history": self.history,
+        }
+        return Checkpoint(splats=dict(self.splats), step=self.step_count,
+                          sh_degree=self.cfg.sh_degree, normalization=self.data.normalization,
+                          state=state)
+
+    def restore(self, ckpt: Checkpoint) -> None:
+        """Continue from a checkpoint written by :meth:`checkpoint` for the same data and config."""
+        self.splats = torch.nn.ParameterDict(
+            {k: torch.nn.Parameter(v.to(self.device)) for k, v in ckpt.splats.items()})
+        self.optimizers = self._make_optimizers()
+        for k, o in self.optimizers.items():
+            o.load_state_dict(ckpt.state["optimizers"][k])
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizers["means"], gamma=1.0)
+        self.scheduler.load_state_dict(ckpt.state["scheduler"])
+        self.strategy_state.update({k: v.to(self.device) if torch.is_tensor(v) else v
+                                    for k, v in ckpt.state["strategy"].items()})
+        self.strategy.resets = int(ckpt.state.get("strategy_resets", 0))
+        self.generator.set_state(ckpt.state["generator"])
+        self.order = list(ckpt.state["order"])
+        self.history = list(ckpt.state["history"])
+        self.step_count = ckpt.step
+
+
+def resolve_device(device: str) -> torch.device:
+    """"auto" -> CUDA when available, else CPU; "cuda" without CUDA is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for but PyTorch sees no CUDA GPU",
+                            "use --device cpu, or install a CUDA build of PyTorch")
+    return torch.device(device)
+
+
+def train(scene: Scene, cfg: SplatConfig, ckpt_path: Path, *, device: torch.device,
+          config_hash: str, checkpoint_every: int = 1000,
+          reporter: Reporter = NULL_REPORTER) -> tuple[Trainer, dict[str, Any]]:
+    """Train splats on a scene, resuming from ``ckpt_path`` when it holds an unfinished
+    run of the same configuration; checkpoints every ``checkpoint_every`` steps and at the end.
+
+    Returns:
+        The trainer (its ``splats`` are the result) and metrics for the report.
+    """
+    data = load_train_data(scene, cfg.test_every, device)
+    trainer = Trainer(data, cfg, device, backend=cfg.backend)
+    resumed_from = 0
+    if ckpt_path.is_file():
+        ckpt = load_checkpoint(ckpt_path, device)
+        if ckpt.state.get("config_hash") == config_hash and ckpt.step < cfg.steps:
+            trainer.restore(ckpt)
+            resumed_from = ckpt.step
+            reporter.log(f"resuming training from step {ckpt.step}")
+    init_eval = trainer.evaluate() if resumed_from == 0 else None
+    if init_eval is not None:
+        trainer.history.append({"step": 0, "loss": float("nan"), **init_eval})
+    t0 = time.perf_counter()
+    losses: list[float] = []
+    with reporter.task("Training splats", total=cfg.steps) as task:
+        task.update(completed=trainer.step_count)
+        while trainer.step_count < cfg.steps:
+            losses.append(trainer.step())
+            task.advance()
+            n = trainer.step_count
+            if n % 10 == 0 or n == cfg.steps:
+                task.update(info=f"loss {np.mean(losses[-10:]):.4f} · "
+                                 f"{len(trainer.splats['means']) / 1000:.1f}k splats")
+            if (cfg.eval_every and n % cfg.eval_every == 0) or n == cfg.steps:
+                ev = trainer.evaluate()
+                trainer.history.append({"step": n, "loss": float(np.mean(losses[-50:])), **ev})
+                reporter.debug(f"step {n}: held-out PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.3f}")
+            if checkpoint_every and n % checkpoint_every == 0 and n < cfg.steps:
+                save_checkpoint(ckpt_path, trainer.checkpoint(config_hash))
+    seconds = time.perf_counter() - t0
+    save_checkpoint(ckpt_path, trainer.checkpoint(config_hash))
+    final = trainer.history[-1]
+    first = trainer.history[0]
+    metrics = {
+        "steps": trainer.step_count,
+        "resumed_from": resumed_from,
+        "train_images": len(data.train_ids),
+        "test_images": len(data.test_ids),
+        "width": data.width,
+        "height": data.height,
+        "gaussians_initial": len(scene.points),
+        "gaussians": len(trainer.splats["means"]),
+        "final_loss": float(np.mean(losses[-50:])) if losses else None,
+        "psnr": final["psnr"],
+        "ssim": final["ssim"],
+        "psnr_initial": first["psnr"] if first["step"] == 0 else None,
+        "opacity_resets": trainer.strategy.resets,
+        "steps_per_second": (trainer.step_count - resumed_from) / seconds if seconds > 0 else None,
+        "train_seconds": seconds,
+        "device": str(device),
+        "history": trainer.history,
+    }
+    return trainer, metrics
