@@ -24,6 +24,7 @@ from ..config import SplatConfig
 from ..errors import TrainingError
 from ..progress import NULL_REPORTER, Reporter
 from ..scene import Scene, normalization_transform
+from ._malloc import keep_freed_memory
 from .losses import photometric_loss, psnr, ssim
 from .model import Checkpoint, init_splats, load_checkpoint, save_checkpoint
 from .rasterize import rasterize
@@ -265,6 +266,8 @@ def train(scene: Scene, cfg: SplatConfig, ckpt_path: Path, *, device: torch.devi
     Returns:
         The trainer (its ``splats`` are the result) and metrics for the report.
     """
+    if device.type == "cpu":
+        keep_freed_memory()
     data = load_train_data(scene, cfg.test_every, device)
     trainer = Trainer(data, cfg, device, backend=cfg.backend)
     resumed_from = 0

@@ -1,0 +1,126 @@
+"""End to end through the CLI: a real 16-frame clip in, splats and an orbit video out."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from plyfile import PlyData
+from typer.testing import CliRunner
+
+from vid3d.cli import app
+
+from .conftest import data_path
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+CLIP = "re10k/videos/0bf152ef84195293.mp4"  # 16 frames, 384x256, a walk through a room
+# Small but real: every stage runs as it would for a user, only shorter.
+OPTIONS = ["--preset", "fast", "--device", "cpu",
+           "--set", "splat.steps=400", "--set", "splat.eval_every=400",
+           "--set", "render.seconds=2", "--set", "render.fps=12",
+           "--set", "render.resolution=256x144"]
+
+
+def _cli(*args: str):
+    result = runner.invoke(app, list(args))
+    return result
+
+
+def _finished(ws: Path) -> dict[str, str]:
+    return {s: json.loads((ws / ".vid3d" / f"{s}.json").read_text())["finished"]
+            + str((ws / ".vid3d" / f"{s}.json").stat().st_mtime_ns)
+            for s in ("frames", "poses", "splat", "render")}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    ws = tmp_path_factory.mktemp("e2e") / "clip"
+    result = _cli("reconstruct", str(data_path(CLIP)), "--out", str(ws), *OPTIONS)
+    assert result.exit_code == 0, result.output
+    return ws
+
+
+def test_reconstruct_writes_every_output(workspace: Path):
+    ws = workspace
+    report = json.loads((ws / "report.json").read_text())
+    stages = report["stages"]
+    assert set(stages) == {"frames", "poses", "splat", "render"}
+    for s in stages.values():
+        assert s["seconds"] > 0
+
+    # frames: the clip's 16 frames, kept or with a reason
+    frames = json.loads((ws / "frames.json").read_text())
+    assert len(list((ws / "images").glob("*.jpg"))) == stages["frames"]["metrics"]["kept"] >= 14
+    assert frames
+
+    # poses: all or nearly all frames registered, a COLMAP model on disk
+    poses = stages["poses"]["metrics"]
+    assert poses["registered"] >= 14 and poses["registered"] == poses["total"]
+    assert poses["mean_reprojection_error"] < 2.0
+    for name in ("cameras.bin", "images.bin", "points3D.bin"):
+        assert (ws / "sparse" / "0" / name).is_file()
+
+    # splats: the standard 3DGS PLY layout, and learning that generalises to held-out frames
+    ply = PlyData.read(str(ws / "splats" / "point_cloud.ply"))["vertex"]
+    names = [p.name for p in ply.properties]
+    assert names[:3] == ["x", "y", "z"]
+    for field in ["f_dc_0", "f_dc_1", "f_dc_2", "f_rest_0", "opacity", "scale_0", "scale_1",
+                  "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]:
+        assert field in names
+    assert len(ply) > 1000
+    xyz = np.stack([ply["x"], ply["y"], ply["z"]], 1)
+    assert np.isfinite(xyz).all()
+    splat = stages["splat"]["metrics"]
+    assert splat["test_images"] >= 2 and splat["steps"] == 400
+    assert splat["psnr"] > splat["psnr_initial"] + 3.0, splat
+    assert len(ply) == splat["gaussians"]
+
+    # render: H.264 that decodes to the requested frames and size
+    with av.open(str(ws / "renders" / "orbit.mp4")) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        decoded = [f for f in container.decode(stream)]
+    assert len(decoded) == 24
+    assert (decoded[0].width, decoded[0].height) == (256, 144)
+    assert (ws / "report.html").is_file() and (ws / "vid3d.toml").is_file()
+
+
+def test_rerun_skips_every_stage(workspace: Path):
+    before = _finished(workspace)
+    result = _cli("reconstruct", str(data_path(CLIP)), "--out", str(workspace), *OPTIONS)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("up to date, skipped") == 4
+    assert _finished(workspace) == before
+
+
+def test_changed_training_option_reruns_only_training_and_render(workspace: Path):
+    before = _finished(workspace)
+    result = _cli("reconstruct", str(data_path(CLIP)), "--out", str(workspace), *OPTIONS,
+                  "--set", "splat.ssim_lambda=0.3", "--set", "splat.steps=100",
+                  "--set", "splat.eval_every=100")
+    assert result.exit_code == 0, result.output
+    after = _finished(workspace)
+    assert after["frames"] == before["frames"] and after["poses"] == before["poses"]
+    assert after["splat"] != before["splat"] and after["render"] != before["render"]
+
+
+@pytest.mark.parametrize("make_input, words", [
+    (lambda d: d / "missing.mp4", "does not exist"),
+    (lambda d: (d / "notes.mp4").write_text("not a video") and d / "notes.mp4", "video"),
+    (lambda d: data_path("edge/static_camera_tree.avi"), "motion"),
+])
+def test_bad_input_fails_cleanly(tmp_path: Path, make_input, words):
+    video = make_input(tmp_path)
+    ws = tmp_path / "ws"
+    result = _cli("reconstruct", str(video), "--out", str(ws), *OPTIONS)
+    assert result.exit_code != 0
+    lines = [l for l in result.output.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and words in result.output.lower(), result.output
+    # nothing half-written: no frames, no manifests, no temporary files
+    leftovers = [p for p in ws.rglob("*") if p.name != "vid3d.toml"] if ws.exists() else []
+    assert leftovers == []
