@@ -60,7 +60,7 @@ def cameras(data) -> tuple[np.ndarray, np.ndarray]:
 def main() -> None:
     data = np.load(GARDEN)
     means = data["means3d"].astype(np.float64)
-    scales = np.clip(knn_mean_distance(means), 1e-4, 0.05) * 0.7
+    scales = np.clip(knn_mean_distance(means), 1e-4, 0.02) * 0.7
     c2w, K = cameras(data)
     g = dict(
         means=torch.tensor(means, dtype=torch.float32),

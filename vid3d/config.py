@@ -33,8 +33,25 @@ class FramesConfig:
     jpeg_quality: int = 95
     """JPEG quality of the saved frames (1-100)."""
     min_motion: float = 0.004
-    """Least median feature displacement over the clip, as a fraction of the
-    image diagonal, below which the camera counts as static."""
+    """Least camera travel over the shot (the largest median feature displacement
+    of a sampled frame from the first one, dominant motion only), as a fraction
+    of the image diagonal; below it the camera counts as static and the stage
+    stops with NotEnoughMotionError."""
+    target_fps: float = 0.0
+    """Frames per second of the shot to keep instead of target_frames (0: use
+    target_frames). max_frames still applies."""
+    dup_motion: float = 0.001
+    """A sampled frame that moved less than this fraction of the image diagonal
+    from the previous kept frame is dropped as a near-duplicate ("no_motion").
+    The threshold is lowered for clips whose camera moves slowly throughout."""
+    cut_detection: bool = True
+    """Split the video at hard scene cuts and use one shot (see ``shot``)."""
+    overlay_masks: bool = True
+    """Detect static overlays (logos, captions, UI) and write masks for them."""
+    crop_bars: bool = True
+    """Detect letterbox / pillarbox bars and crop them away."""
+    analysis_size: int = 320
+    """Long side, in pixels, of the grey frames used for cuts, overlays and motion."""
 
 
 @dataclass
@@ -53,6 +70,27 @@ class PosesConfig:
     """"incremental" (COLMAP) or "global" (GLOMAP)."""
     min_registered_fraction: float = 0.5
     """Fewer registered frames than this fraction is a failure."""
+    retry_below_fraction: float = 1.0
+    """An attempt registering fewer frames than this fraction starts the next rung of
+    the retry ladder (more features, exhaustive matching, relaxed initialisation,
+    the other mapper); the best attempt wins."""
+    max_attempts: int = 4
+    """Most attempts of the retry ladder (1: no retries)."""
+    sequential_overlap: int = 0
+    """Sequential matching: frames matched with each frame's next ones (0: fitted
+    to the frame count, 10 to 20); pairs 2, 4, 8... apart are matched too."""
+    calibrate: bool = True
+    """Before mapping, search the focal length (and pixel aspect ratio) that gives
+    the lowest reprojection error with fixed intrinsics on a subset of frames, and
+    start bundle adjustment from it (short clips constrain focal length poorly)."""
+    calibration_frames: int = 20
+    """Frames used by the focal-length search (a strided run from the middle)."""
+    init_min_num_inliers: int = 100
+    """Incremental mapper: verified matches the initial pair needs (first attempt)."""
+    init_min_tri_angle: float = 16.0
+    """Incremental mapper: triangulation angle of the initial pair in degrees (first attempt)."""
+    seed: int = 0
+    """Random seed of COLMAP's RANSAC and mapper, for repeatable runs."""
 
 
 @dataclass
@@ -72,9 +110,21 @@ class SplatConfig:
     eval_every: int = 500
     """Evaluate held-out PSNR every n steps (and at the end)."""
     strategy: str = "default"
-    """Densification strategy: "default" (gsplat DefaultStrategy)."""
+    """Densification strategy: "default" (gsplat DefaultStrategy, clone/split/prune) or
+    "mcmc" (gsplat MCMCStrategy, a fixed budget of max_gaussians relocated over time)."""
     max_gaussians: int = 500_000
-    """Densification stops growing beyond this many Gaussians."""
+    """Cap on the number of Gaussians (growth stops there; MCMC's budget)."""
+    opacity_reg: float = 0.01
+    """MCMC only: weight of the mean-opacity regulariser."""
+    scale_reg: float = 0.01
+    """MCMC only: weight of the mean-scale regulariser."""
+    exposure: bool = True
+    """Learn a per-frame affine colour correction (for flicker and auto exposure);
+    used in training only, never when rendering new views."""
+    lr_exposure: float = 1e-3
+    """Learning rate of the colour correction."""
+    exposure_reg: float = 0.01
+    """Weight pulling each frame's colour correction towards identity."""
     refine_start: int = 500
     """First step of densification."""
     refine_stop: int = 15_000
@@ -111,19 +161,35 @@ class RenderConfig:
     """The orbit video."""
 
     path: str = "orbit"
-    """Camera path: "orbit"."""
+    """Camera path: "orbit" (ellipse around the centre), "turntable" (full circle),
+    "spiral" (forward-facing, for clips that move little), "input" (the input camera
+    path, smoothed), or a .json path file written by a previous render (its cameras
+    are in the SfM frame; its size overrides ``resolution`` and ``aspect``)."""
     seconds: float = 6.0
-    """Length of the video."""
+    """Length of the video in seconds."""
     fps: int = 30
-    """Frames per second."""
+    """Frames per second (24, 30 or 60 are usual)."""
     resolution: str = "720p"
-    """"360p", "480p", "720p", "1080p", "1440p", "2160p", or "WIDTHxHEIGHT"."""
+    """"360p", "480p", "720p", "1080p", "1440p", "2160p" (the short side), or "WIDTHxHEIGHT"."""
+    aspect: str = "16:9"
+    """Aspect ratio: "16:9", "9:16" (Shorts), "1:1", "4:3", "W:H", or "input" (the input frames')."""
     crf: int = 18
     """x264 constant rate factor (lower is better quality, 17-23 is usual)."""
+    x264_preset: str = "medium"
+    """x264 speed preset, "ultrafast" ... "veryslow"."""
     radius_factor: float = 1.0
     """Orbit radius as a factor of the input cameras' distance to the centre."""
     height_factor: float = 1.0
     """Orbit height as a factor of the input cameras' height above the centre."""
+    smoothing: float = 2.0
+    """Smoothing of the "input" path: Gaussian standard deviation in input frames (0: none)."""
+    side_by_side: bool = False
+    """Put each input frame left of the render from its camera (the input cameras
+    at the input frames' times; the video is twice as wide)."""
+    preview: str = "webp"
+    """Animated preview next to the video: "webp", "gif" or "none"."""
+    preview_width: int = 480
+    """Width of the animated preview in pixels."""
 
 
 @dataclass

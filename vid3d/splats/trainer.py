@@ -17,8 +17,6 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from gsplat.strategy import DefaultStrategy
-from gsplat.strategy.ops import reset_opa
 
 from ..config import SplatConfig
 from ..errors import TrainingError
@@ -28,32 +26,7 @@ from ._malloc import keep_freed_memory
 from .losses import photometric_loss, psnr, ssim
 from .model import Checkpoint, init_splats, load_checkpoint, save_checkpoint
 from .rasterize import rasterize
-
-
-class Vid3dDefaultStrategy(DefaultStrategy):
-    """gsplat's DefaultStrategy with its opacity reset working and a Gaussian cap.
-
-    In gsplat 1.5.3 ``step % self.reset_every == 0 & step > 0`` parses as
-    ``step % reset_every == (0 & step) > 0``, which is never true, so opacities are
-    never reset. This class resets them as intended, and stops growing (but still
-    prunes) once ``max_gaussians`` is reached.
-    """
-
-    def __init__(self, *args, max_gaussians: int = 1_000_000, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.max_gaussians = max_gaussians
-        self.resets = 0
-
-    def step_post_backward(self, params, optimizers, state, step, info, packed=False):
-        super().step_post_backward(params, optimizers, state, step, info, packed=packed)
-        if step < self.refine_stop_iter and step > 0 and step % self.reset_every == 0:
-            reset_opa(params=params, optimizers=optimizers, state=state, value=self.prune_opa * 2.0)
-            self.resets += 1
-
-    def _grow_gs(self, params, optimizers, state, step):
-        if len(params["means"]) >= self.max_gaussians:
-            return 0, 0
-        return super()._grow_gs(params, optimizers, state, step)
+from .strategies import DefaultStrategy, MCMCStrategy
 
 
 @dataclass
@@ -137,16 +110,23 @@ class Trainer:
         self.optimizers = self._make_optimizers()
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(
             self.optimizers["means"], gamma=0.01 ** (1.0 / max(cfg.steps, 1)))
-        self.strategy = Vid3dDefaultStrategy(
-            grow_grad2d=cfg.grow_grad2d, refine_start_iter=cfg.refine_start,
-            refine_stop_iter=cfg.refine_stop, refine_every=cfg.refine_every,
-            reset_every=cfg.reset_every, max_gaussians=cfg.max_gaussians, verbose=False)
+        self.strategy = make_strategy(cfg)
         self.strategy.check_sanity(self.splats, self.optimizers)
-        self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
+        self.strategy_state = (self.strategy.initialize_state(scene_scale=self.scene_scale)
+                               if cfg.strategy == "default" else self.strategy.initialize_state())
+        # Per-image affine colour correction (delta from identity), learned with the
+        # scene for the training images only; novel views render without it.
+        self.exposure = torch.nn.Parameter(torch.zeros(len(data.images), 3, 4, device=device))
+        self.exposure_opt = torch.optim.Adam([self.exposure], lr=cfg.lr_exposure)
         self.step_count = 0
         self.order: list[int] = []
         self.history: list[dict[str, float]] = []
         self.background = torch.tensor(cfg.background, dtype=torch.float32, device=device)
+
+    def correct_exposure(self, render: torch.Tensor, i: int) -> torch.Tensor:
+        """Apply training image ``i``'s colour correction to ``render [1, H, W, 3]``."""
+        A = self.exposure[i, :, :3] + torch.eye(3, device=render.device)  # [3, 3]
+        return render @ A.T + self.exposure[i, :, 3]
 
     def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.cfg
@@ -183,19 +163,28 @@ class Trainer:
         target = self.data.images[i : i + 1].float() / 255.0  # [1, H, W, 3]
         mask = self.data.masks[i : i + 1] if self.data.masks is not None else None
         render, info = self.render([i])
-        loss = photometric_loss(render, target, mask, self.cfg.ssim_lambda)
+        cfg = self.cfg
+        if cfg.exposure:
+            render = self.correct_exposure(render, i)
+        loss = photometric_loss(render, target, mask, cfg.ssim_lambda)
+        if cfg.exposure:
+            loss = loss + cfg.exposure_reg * self.exposure[i].pow(2).mean()
+        if cfg.strategy == "mcmc":
+            loss = (loss + cfg.opacity_reg * torch.sigmoid(self.splats["opacities"]).mean()
+                    + cfg.scale_reg * torch.exp(self.splats["scales"]).mean())
         if not torch.isfinite(loss):
             raise TrainingError(f"training diverged at step {self.step_count} (loss {loss.item()})",
                                 "try a lower learning rate, e.g. --set splat.lr_means=1e-5")
         self.strategy.step_pre_backward(self.splats, self.optimizers, self.strategy_state,
                                         self.step_count, info)
         loss.backward()
-        for opt in self.optimizers.values():
+        for opt in [*self.optimizers.values(), self.exposure_opt]:
             opt.step()
             opt.zero_grad(set_to_none=True)
+        lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
         self.strategy.step_post_backward(self.splats, self.optimizers, self.strategy_state,
-                                         self.step_count, info, packed=False)
+                                         self.step_count, info, packed=False, lr=lr)
         self.step_count += 1
         return float(loss.detach())
 
@@ -221,6 +210,8 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "strategy": {k: v for k, v in self.strategy_state.items() if v is not None},
             "strategy_resets": self.strategy.resets,
+            "exposure": self.exposure.detach().cpu(),
+            "exposure_opt": self.exposure_opt.state_dict(),
             "generator": self.generator.get_state(),
             "order": list(self.order),
             "history": self.history,
@@ -241,10 +232,27 @@ class Trainer:
         self.strategy_state.update({k: v.to(self.device) if torch.is_tensor(v) else v
                                     for k, v in ckpt.state["strategy"].items()})
         self.strategy.resets = int(ckpt.state.get("strategy_resets", 0))
+        self.exposure.data.copy_(ckpt.state["exposure"].to(self.device))
+        self.exposure_opt.load_state_dict(ckpt.state["exposure_opt"])
         self.generator.set_state(ckpt.state["generator"])
         self.order = list(ckpt.state["order"])
         self.history = list(ckpt.state["history"])
         self.step_count = ckpt.step
+
+
+def make_strategy(cfg: SplatConfig) -> DefaultStrategy | MCMCStrategy:
+    """The densification strategy a config asks for."""
+    if cfg.strategy == "default":
+        return DefaultStrategy(
+            grow_grad2d=cfg.grow_grad2d, refine_start_iter=cfg.refine_start,
+            refine_stop_iter=cfg.refine_stop, refine_every=cfg.refine_every,
+            reset_every=cfg.reset_every, max_gaussians=cfg.max_gaussians, verbose=False)
+    if cfg.strategy == "mcmc":
+        return MCMCStrategy(cap_max=cfg.max_gaussians, refine_start_iter=cfg.refine_start,
+                            refine_stop_iter=cfg.refine_stop, refine_every=cfg.refine_every,
+                            verbose=False)
+    raise TrainingError(f"unknown densification strategy {cfg.strategy!r}",
+                        'use --set splat.strategy="default" or "mcmc"')
 
 
 def resolve_device(device: str) -> torch.device:
