@@ -1,0 +1,444 @@
+"""The render stage: the trained splats along a camera path, as an H.264 video.
+
+Reads:
+    ``<ws>/splats/ckpt.pt`` (the splats, in the normalised training frame),
+    ``<ws>/sparse/0`` through :func:`vid3d.sfm.load_scene` (the input cameras and
+    points, and for ``side_by_side`` the training images), ``<ws>/frames.json``
+    (the frames' times in the clip, if present), or a camera path JSON file given
+    as ``render.path``.
+
+Writes (each atomically, all renamed into place only after everything succeeded):
+    ``<ws>/renders/<name>.mp4``   the video (H.264 yuv420p, BT.709, faststart)
+    ``<ws>/renders/<name>.webp``  an animated preview (or ``.gif``)
+    ``<ws>/renders/<name>.png``   a thumbnail (the first frame)
+    ``<ws>/renders/<name>.json``  the camera path, in the SfM frame, for editing
+                                  (not rewritten when the path came from a file)
+
+``<name>`` is the path type ("orbit"...), ``side_by_side``, or the stem of the
+path file. Frames are rendered one at a time and streamed to ffmpeg, so memory
+does not grow with the length of the video.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ..camera_paths import (PATH_TYPES, CameraPath, input_frame_indices, letterbox_intrinsics,
+                            make_path)
+from ..config import Config, RenderConfig
+from ..errors import ConfigError, MissingStageError, RenderError, Vid3dError
+from ..progress import NULL_REPORTER, Reporter
+from ..video.encode import VideoWriter, letterbox, output_size, write_png, write_preview
+from ..workspace import Workspace, atomic_path
+
+PREVIEW_FORMATS = ("webp", "gif", "none")
+
+
+def resolve_device(device: str) -> torch.device:
+    """The torch device of ``Config.device``: "auto" is CUDA when available, else CPU.
+
+    Raises:
+        RenderError: "cuda" was asked for and PyTorch sees no CUDA device.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RenderError("device cuda was asked for but PyTorch sees no CUDA GPU",
+                          "use --device cpu, or install a CUDA build of PyTorch")
+    try:
+        return torch.device(device)
+    except RuntimeError as e:
+        raise ConfigError(f"unknown device {device!r}", 'use "auto", "cpu" or "cuda"') from e
+
+
+def render_inputs(splats: dict[str, torch.Tensor], device: torch.device | str = "cpu"
+                  ) -> dict[str, torch.Tensor]:
+    """Activated Gaussian parameters, as :func:`vid3d.splats.rasterize.rasterize` takes them.
+
+    Args:
+        splats: Raw parameters (``means``, ``quats``, log ``scales``, logit
+            ``opacities``, ``sh0`` [N, 1, 3], ``shN`` [N, K-1, 3]).
+
+    Returns:
+        ``means`` [N, 3], ``quats`` [N, 4], ``scales`` [N, 3], ``opacities`` [N] and
+        ``colors`` [N, K, 3] (SH coefficients), detached, float32, on ``device``.
+    """
+    missing = [k for k in ("means", "quats", "scales", "opacities", "sh0") if k not in splats]
+    if missing:
+        raise RenderError(f"the splats lack {', '.join(missing)}", "re-run `vid3d train --force`")
+    with torch.no_grad():
+        s = {k: v.detach().to(device=device, dtype=torch.float32) for k, v in splats.items()}
+        sh = [s["sh0"]] + ([s["shN"]] if "shN" in s and s["shN"].shape[1] > 0 else [])
+        return {
+            "means": s["means"],
+            "quats": s["quats"],
+            "scales": torch.exp(s["scales"]),
+            "opacities": torch.sigmoid(s["opacities"]),
+            "colors": torch.cat(sh, dim=1),
+        }
+
+
+def render_frames(splats: dict[str, torch.Tensor], sh_degree: int, camtoworlds: np.ndarray,
+                  Ks: np.ndarray, width: int, height: int, *, device: torch.device | str = "cpu",
+                  backend: str = "auto", background: Sequence[float] = (0.0, 0.0, 0.0)
+                  ) -> Iterator[np.ndarray]:
+    """Render the splats from each camera, one frame at a time.
+
+    A camera equal to the previous one is not rendered again.
+
+    Args:
+        splats: Raw parameters (see :func:`render_inputs`), in the cameras' frame.
+        sh_degree: SH degree to evaluate (at most that of ``shN``).
+        camtoworlds: [F, 4, 4] cameras, OpenCV axes.
+        Ks: [F, 3, 3] pixel intrinsics.
+        width, height: Image size.
+        device: Torch device. Default: "cpu".
+        backend: Rasterizer backend ("auto", "gsplat", "cpu", "torch"). Default: "auto".
+        background: RGB in [0, 1]. Default: black.
+
+    Yields:
+        [height, width, 3] uint8 RGB frames.
+    """
+    from ..splats.rasterize import rasterize
+
+    device = torch.device(device)
+    g = render_inputs(splats, device)
+    K_max = g["colors"].shape[1]
+    sh_degree = int(min(sh_degree, int(np.sqrt(K_max)) - 1))
+    bg = torch.tensor([list(background)], dtype=torch.float32, device=device)  # [1, 3]
+    c2w = np.asarray(camtoworlds, dtype=np.float64)
+    Ks = np.asarray(Ks, dtype=np.float64)
+    last_key, last = None, None
+    for i in range(len(c2w)):
+        key = (c2w[i].tobytes(), Ks[i].tobytes())
+        if key == last_key:
+            yield last
+            continue
+        viewmat = torch.tensor(np.linalg.inv(c2w[i])[None], dtype=torch.float32, device=device)
+        K = torch.tensor(Ks[i][None], dtype=torch.float32, device=device)
+        try:
+            # No torch.no_grad() here: the inputs are detached, so no graph is built, and
+            # the CPU kernel's first-call warm-up runs a backward pass of its own.
+            colors, _, _ = rasterize(g["means"], g["quats"], g["scales"], g["opacities"],
+                                     g["colors"], viewmat, K, width, height,
+                                     sh_degree=sh_degree, backgrounds=bg, backend=backend)
+        except Vid3dError as e:  # the rasterizer's own errors speak of training
+            raise RenderError(e.message, e.hint) from e
+        img = (colors[0, ..., :3].clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+        last_key, last = key, img
+        yield img
+
+
+def _load_image(path: Path) -> np.ndarray:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise RenderError(f"cannot read the input frame {path}",
+                          "re-run `vid3d frames` or render without side_by_side")
+    return img[..., ::-1]
+
+
+def render_video(splats: dict[str, torch.Tensor], sh_degree: int, camtoworlds: np.ndarray,
+                 Ks: np.ndarray, width: int, height: int, out_path: Path, *, fps: float = 30,
+                 crf: int = 18, x264_preset: str = "medium", device: torch.device | str = "cpu",
+                 backend: str = "auto", background: Sequence[float] = (0.0, 0.0, 0.0),
+                 side_images: Sequence[Path | np.ndarray] | None = None,
+                 preview: str = "webp", preview_width: int = 480, thumbnail: bool = True,
+                 camera_path: CameraPath | None = None,
+                 reporter: Reporter = NULL_REPORTER) -> dict[str, Any]:
+    """Render the splats along cameras and stream the frames into an H.264 mp4.
+
+    ``out_path`` and its companions (``.webp``/``.gif`` preview, ``.png``
+    thumbnail, ``.json`` camera path) appear together at the end; on any error
+    none of them is written and earlier files of those names are kept.
+
+    Args:
+        splats: Raw Gaussian parameters in the cameras' frame (see :func:`render_inputs`).
+        sh_degree: SH degree to evaluate.
+        camtoworlds: [F, 4, 4] cameras, OpenCV axes.
+        Ks: [F, 3, 3] pixel intrinsics for ``width x height`` images.
+        width, height: Size of the rendered frames (even).
+        out_path: The .mp4 to write.
+        fps: Frames per second. Default: 30.
+        crf: x264 constant rate factor. Default: 18.
+        x264_preset: x264 speed preset. Default: "medium".
+        device: Torch device. Default: "cpu".
+        backend: Rasterizer backend. Default: "auto".
+        background: RGB in [0, 1]. Default: black.
+        side_images: One input image (path or [h, w, 3] uint8) per frame, shown
+            left of the render, letterboxed to ``width x height``; the video is
+            ``2 * width`` wide. Default: None.
+        preview: "webp", "gif" or "none". Default: "webp".
+        preview_width: Preview width in pixels. Default: 480.
+        thumbnail: Write ``<out>.png`` (the first frame). Default: True.
+        camera_path: Saved as ``<out>.json`` when given. Default: None.
+        reporter: Progress display. Default: none.
+
+    Returns:
+        A dict: ``frames``, ``fps``, ``width``, ``height`` (of the video),
+        ``seconds`` (its length), ``render_seconds``, ``encode_seconds`` (x264 and
+        the preview), ``render_fps`` (frames rendered per second, the first frame
+        left out), ``first_frame_seconds`` (includes rasterizer warm-up),
+        ``outputs`` (kind -> path string: ``video``, ``thumbnail``, ``preview``,
+        ``path``).
+    """
+    out_path = Path(out_path)
+    n = len(camtoworlds)
+    if n < 1:
+        raise RenderError("the camera path has no frames", "raise render.seconds or render.fps")
+    if len(Ks) != n:
+        raise RenderError(f"{n} cameras but {len(Ks)} intrinsics")
+    if side_images is not None and len(side_images) != n:
+        raise RenderError(f"{n} cameras but {len(side_images)} side-by-side images")
+    if preview not in PREVIEW_FORMATS:
+        raise ConfigError(f"unknown preview format {preview!r}", f"use one of {', '.join(PREVIEW_FORMATS)}")
+    video_w = width * 2 if side_images is not None else width
+    outputs: dict[str, str] = {"video": str(out_path)}
+    render_s = encode_s = first_s = 0.0
+    name = out_path.name
+    with ExitStack() as stack:
+        tmp_video = stack.enter_context(atomic_path(out_path))
+        writer = VideoWriter(tmp_video, video_w, height, fps=fps, crf=crf, preset=x264_preset)
+        frames = render_frames(splats, sh_degree, camtoworlds, Ks, width, height,
+                               device=device, backend=backend, background=background)
+        first = None
+        last_side = (None, None)
+        with reporter.task(f"Rendering {name}", total=n) as task, writer:
+            for i in range(n):
+                t0 = time.perf_counter()
+                frame = next(frames)
+                if side_images is not None:
+                    src = side_images[i]
+                    if isinstance(src, np.ndarray):
+                        img = src
+                    elif last_side[0] == src:
+                        img = last_side[1]
+                    else:
+                        img = _load_image(Path(src))
+                        last_side = (src, img)
+                    frame = np.concatenate([letterbox(img, width, height), frame], axis=1)
+                t1 = time.perf_counter()
+                writer.write(frame)
+                t2 = time.perf_counter()
+                render_s += t1 - t0
+                encode_s += t2 - t1
+                if first is None:
+                    first, first_s = frame, t1 - t0
+                task.advance()
+                task.update(info=f"{(i + 1) / max(render_s + encode_s, 1e-9):.2f} frames/s")
+            t2 = time.perf_counter()
+        encode_s += time.perf_counter() - t2  # ffmpeg finishing the file
+        if thumbnail:
+            png = out_path.with_suffix(".png")
+            write_png(stack.enter_context(atomic_path(png)), first)
+            outputs["thumbnail"] = str(png)
+        if preview != "none":
+            prev = out_path.with_suffix(f".{preview}")
+            t3 = time.perf_counter()
+            with reporter.task(f"Writing {prev.name}", total=None):
+                write_preview(tmp_video, stack.enter_context(atomic_path(prev)),
+                              width=preview_width, fps=min(float(fps), 15.0),
+                              max_seconds=10.0, format=preview)
+            encode_s += time.perf_counter() - t3
+            outputs["preview"] = str(prev)
+        if camera_path is not None:
+            js = out_path.with_suffix(".json")
+            camera_path.save(stack.enter_context(atomic_path(js)))
+            outputs["path"] = str(js)
+    return {
+        "frames": n,
+        "fps": float(fps),
+        "width": video_w,
+        "height": height,
+        "seconds": n / float(fps),
+        "render_seconds": round(render_s, 3),
+        "encode_seconds": round(encode_s, 3),
+        # The first frame pays for kernel compilation and warm-up: leave it out.
+        "render_fps": round((n - 1) / max(render_s - first_s, 1e-9) if n > 1
+                            else 1.0 / max(render_s, 1e-9), 3),
+        "first_frame_seconds": round(first_s, 3),
+        "outputs": outputs,
+    }
+
+
+def input_times(ws: Workspace, names: list[str]) -> np.ndarray | None:
+    """Times in the clip (seconds) of the images ``names``, from ``frames.json``.
+
+    Returns:
+        [N] float64, or None when ``frames.json`` is missing, unreadable, lacks one
+        of the images or its times do not increase.
+    """
+    import json
+
+    try:
+        doc = json.loads(ws.frames_json.read_text())
+        by_name = {f["image"]: float(f["time"]) for f in doc["frames"] if f.get("image")}
+        times = np.array([by_name[n] for n in names], dtype=np.float64)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if len(times) > 1 and not np.all(np.diff(times) > 0):
+        return None
+    return times
+
+
+def build_path(cfg: RenderConfig, scene, times: np.ndarray | None = None) -> CameraPath:
+    """The camera path ``cfg`` asks for, from a :class:`vid3d.scene.Scene`.
+
+    Args:
+        cfg: The render configuration (path type, seconds, fps, size...).
+        scene: The reconstructed cameras and points.
+        times: [N] times of the scene's frames in the clip, for the "input" path.
+            Default: evenly spaced.
+
+    Returns:
+        The path in the scene's frame.
+    """
+    if cfg.path not in PATH_TYPES:
+        raise ConfigError(f"unknown camera path {cfg.path!r}",
+                          f"choose one of {', '.join(PATH_TYPES)} or give a .json path file")
+    width, height = output_size(cfg.resolution, cfg.aspect, (scene.width, scene.height))
+    n_frames = _n_frames(cfg)
+    return make_path(cfg.path, scene.camtoworlds, scene.Ks, scene.width, scene.height, width,
+                     height, n_frames, fps=cfg.fps, points=scene.points,
+                     radius_factor=cfg.radius_factor, height_factor=cfg.height_factor,
+                     smoothing=cfg.smoothing, times=times)
+
+
+def check_config(cfg: RenderConfig) -> None:
+    """Raise :class:`ConfigError` for an invalid render option, before any work."""
+    from_file = cfg.path.lower().endswith(".json")
+    if not from_file and cfg.path not in PATH_TYPES:
+        raise ConfigError(f"unknown camera path {cfg.path!r}",
+                          f"choose one of {', '.join(PATH_TYPES)} or give a .json path file")
+    if from_file and cfg.side_by_side:
+        raise ConfigError("render.side_by_side uses the input cameras and cannot follow a path file",
+                          "drop --path or side_by_side")
+    output_size(cfg.resolution, cfg.aspect, (16, 9))
+    _n_frames(cfg)
+    if not 0 <= cfg.crf <= 51:
+        raise ConfigError(f"render.crf must be in 0-51, got {cfg.crf}", "17-23 is usual")
+    if cfg.x264_preset not in VideoWriter.X264_PRESETS:
+        raise ConfigError(f"unknown render.x264_preset {cfg.x264_preset!r}",
+                          f"use one of {', '.join(VideoWriter.X264_PRESETS)}")
+    if cfg.preview not in PREVIEW_FORMATS:
+        raise ConfigError(f"unknown render.preview {cfg.preview!r}",
+                          f"use one of {', '.join(PREVIEW_FORMATS)}")
+    if cfg.preview_width < 16:
+        raise ConfigError(f"render.preview_width must be at least 16, got {cfg.preview_width}",
+                          "use e.g. 480")
+    if cfg.radius_factor <= 0 or cfg.smoothing < 0:
+        raise ConfigError("render.radius_factor must be positive and render.smoothing not negative",
+                          "use e.g. radius_factor=1.0, smoothing=2.0")
+
+
+def _resolve_backend(backend: str, device: torch.device) -> str:
+    from ..splats.rasterize import resolve_backend
+
+    try:
+        return resolve_backend(backend, device)
+    except Vid3dError as e:
+        raise RenderError(e.message, e.hint) from e
+
+
+def _n_frames(cfg: RenderConfig) -> int:
+    if not cfg.fps > 0 or cfg.fps > 240:
+        raise ConfigError(f"render.fps must be in 1-240, got {cfg.fps}", "use 24, 30 or 60")
+    if not cfg.seconds > 0:
+        raise ConfigError(f"render.seconds must be positive, got {cfg.seconds}", "use e.g. 6")
+    return max(1, int(round(cfg.seconds * cfg.fps)))
+
+
+def _rel(ws: Workspace, path: str) -> str:
+    try:
+        return str(Path(path).relative_to(ws.root))
+    except ValueError:
+        return str(path)
+
+
+def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER) -> dict[str, Any]:
+    """Render the workspace's splats along ``cfg.render.path`` into ``renders/``.
+
+    Args:
+        ws: The workspace (needs ``splats/ckpt.pt`` and ``sparse/0``).
+        cfg: The configuration (``render`` section, ``device``, ``splat.backend``,
+            ``splat.background``).
+        reporter: Progress display. Default: none.
+
+    Returns:
+        JSON-serialisable metrics: ``path`` (type or file), ``name``, ``frames``,
+        ``fps``, ``width``, ``height``, ``seconds``, ``render_seconds``,
+        ``encode_seconds``, ``render_fps``, ``first_frame_seconds``, ``gaussians``,
+        ``device``, ``backend``,
+        ``side_by_side``, ``video_bytes``, ``video`` (the mp4, relative to the
+        workspace) and ``outputs`` (every file written, relative to the workspace,
+        the mp4 first).
+
+    Raises:
+        MissingStageError: No trained splats (run ``vid3d train``).
+        ConfigError: An invalid render option.
+        RenderError: Rendering or encoding failed.
+    """
+    from ..splats.model import load_checkpoint
+
+    rc = cfg.render
+    check_config(rc)
+    from_file = rc.path.lower().endswith(".json")
+    if not ws.ckpt.is_file():
+        raise MissingStageError(f"no trained splats in {ws.root} (splats/ckpt.pt is missing)",
+                                "run `vid3d train` on the workspace first")
+    device = resolve_device(cfg.device)
+    backend = _resolve_backend(cfg.splat.backend, device)
+    ckpt = load_checkpoint(ws.ckpt, device="cpu")
+    T = np.asarray(ckpt.normalization, dtype=np.float64)  # SfM frame -> splats' frame
+
+    side_images = None
+    save_path = None
+    if from_file:
+        path = CameraPath.load(Path(rc.path))
+        path.name = Path(rc.path).stem
+        path.fps = float(rc.fps)
+        reporter.log(f"camera path from {rc.path}: {len(path)} frames at {path.width}x{path.height}")
+    else:
+        from ..sfm import load_scene
+
+        scene = load_scene(ws)
+        times = input_times(ws, scene.names)
+        if rc.side_by_side:
+            width, height = output_size(rc.resolution, rc.aspect, (scene.width, scene.height))
+            n = _n_frames(rc)
+            idx = input_frame_indices(len(scene), n, times)
+            Ks = letterbox_intrinsics(scene.Ks[idx], scene.width, scene.height, width, height)
+            path = CameraPath(camtoworlds=scene.camtoworlds[idx], Ks=Ks, width=width,
+                              height=height, fps=float(rc.fps), loop=False, name="side_by_side")
+            side_images = [scene.image_paths[i] for i in idx]
+        else:
+            path = build_path(rc, scene, times)
+            save_path = path
+    out = ws.renders / f"{path.name}.mp4"
+    result = render_video(
+        ckpt.splats, ckpt.sh_degree, path.transformed(T).camtoworlds, path.Ks, path.width,
+        path.height, out, fps=rc.fps, crf=rc.crf, x264_preset=rc.x264_preset, device=device,
+        backend=cfg.splat.backend, background=cfg.splat.background, side_images=side_images,
+        preview=rc.preview, preview_width=rc.preview_width, camera_path=save_path,
+        reporter=reporter)
+    reporter.log(f"wrote {_rel(ws, str(out))}: {result['frames']} frames, "
+                 f"{result['width']}x{result['height']}, {result['render_fps']:.2f} frames/s")
+    return {
+        "path": rc.path if from_file else ("input" if rc.side_by_side else rc.path),
+        "name": path.name,
+        **{k: v for k, v in result.items() if k != "outputs"},
+        "gaussians": int(ckpt.splats["means"].shape[0]),
+        "device": str(device),
+        "backend": backend,
+        "side_by_side": bool(rc.side_by_side),
+        "video_bytes": out.stat().st_size,
+        "video": _rel(ws, result["outputs"]["video"]),
+        "outputs": [_rel(ws, v) for v in result["outputs"].values()],
+    }
