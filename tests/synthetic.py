@@ -50,7 +50,7 @@ def make_scene(folder: Path, n_views: int = 10, width: int = 64, height: int = 4
         imgs, _, _ = rasterize(
             t(means), t(np.tile([1.0, 0, 0, 0], (n, 1))), t(np.full((n, 3), 0.08)),
             t(np.full(n, 0.9)), t(colors), torch.linalg.inv(t(c2w)), t(np.repeat(K[None], n_views, 0)),
-            width, height, backgrounds=torch.zeros(n_views, 3), backend="torch")
+            width, height, backgrounds=torch.zeros(n_views, 3))
     paths = []
     for i, img in enumerate(imgs.numpy()):
         if brightness is not None:

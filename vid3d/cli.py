@@ -7,6 +7,7 @@ and a non-zero exit code, in one place.
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Iterator, Optional
@@ -165,11 +166,17 @@ def train(
 @app.command()
 def render(
     workspace: WorkspaceArg,
-    path: Annotated[Optional[str], typer.Option(help="Camera path: orbit, ... ")] = None,
+    path: Annotated[Optional[str], typer.Option(help="Camera path: orbit, turntable, spiral, "
+                                                     "input, or a path .json file.")] = None,
     seconds: Annotated[Optional[float], typer.Option(help="Video length.")] = None,
     resolution: Annotated[Optional[str], typer.Option(help="360p, 480p, 720p, 1080p, 1440p, "
                                                            "2160p or WxH.")] = None,
-    fps: Annotated[Optional[int], typer.Option(help="Frames per second.")] = None,
+    fps: Annotated[Optional[int], typer.Option(help="Frames per second (24, 30, 60).")] = None,
+    aspect: Annotated[Optional[str], typer.Option(help="16:9, 9:16 (Shorts), 1:1, 4:3 or "
+                                                       "input.")] = None,
+    side_by_side: Annotated[Optional[bool], typer.Option(
+        "--side-by-side/--no-side-by-side", help="Put the input clip next to the "
+        "reconstruction, seen from the same cameras.")] = None,
     preset: Preset = None, set_: Sets = None, device: Device = None,
     force: Force = False, quiet: Quiet = False, verbose: Verbose = False,
 ) -> None:
@@ -178,11 +185,26 @@ def render(
         ws = _existing_workspace(workspace)
         extra = []
         for name, value in (("path", path), ("seconds", seconds), ("resolution", resolution),
-                            ("fps", fps)):
+                            ("fps", fps), ("aspect", aspect), ("side_by_side", side_by_side)):
             if value is not None:
-                extra.append(f'render.{name}="{value}"' if isinstance(value, str)
-                             else f"render.{name}={value}")
+                extra.append(f"render.{name}={json.dumps(value)}")
         _run(ws, _config(ws, preset, set_, device, extra), ("render",), quiet, verbose, force=force)
+
+
+@app.command()
+def export(
+    workspace: WorkspaceArg,
+    format: Annotated[str, typer.Option("--format", "-f", help="ply or splat.")] = "ply",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file. Default: "
+                                                "splats/point_cloud.ply or splats/scene.splat.")] = None,
+    frame: Annotated[str, typer.Option(help="sfm (COLMAP's frame) or normalized.")] = "sfm",
+) -> None:
+    """Write the trained splats as a 3DGS PLY or a .splat file, from the checkpoint."""
+    from .stages.splat import export_workspace
+
+    with _errors():
+        path = export_workspace(_existing_workspace(workspace), format, out, frame)
+        console.print(f"wrote {path}", highlight=False)
 
 
 @app.command()

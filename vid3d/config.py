@@ -58,8 +58,10 @@ class FramesConfig:
 class PosesConfig:
     """Structure from motion with pycolmap."""
 
-    camera_model: str = "SIMPLE_RADIAL"
-    """COLMAP camera model shared by all frames (SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL, OPENCV...)."""
+    camera_model: str = "auto"
+    """COLMAP camera model shared by all frames (SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL, OPENCV...),
+    or "auto": SIMPLE_RADIAL (focal and one radial term) when the focal search finds square
+    pixels, PINHOLE (fx != fy) when it finds a video resized to another aspect ratio."""
     matcher: str = "auto"
     """"sequential", "exhaustive", or "auto" (exhaustive for small sets, sequential otherwise)."""
     exhaustive_below: int = 40
@@ -89,6 +91,9 @@ class PosesConfig:
     """Incremental mapper: verified matches the initial pair needs (first attempt)."""
     init_min_tri_angle: float = 16.0
     """Incremental mapper: triangulation angle of the initial pair in degrees (first attempt)."""
+    refine_intrinsics: bool = True
+    """Refine focal length(s) and distortion in bundle adjustment (from the focal
+    search's values); False keeps the searched intrinsics fixed."""
     seed: int = 0
     """Random seed of COLMAP's RANSAC and mapper, for repeatable runs."""
 

@@ -35,12 +35,12 @@ def stage_outputs(ws: Workspace, stage: str) -> list[Path]:
     return {
         "frames": [ws.images, ws.frames_json] + ([ws.masks] if ws.masks.exists() else []),
         "poses": [ws.sparse0, ws.poses_json],
-        "splat": [ws.ckpt, ws.ply],
+        "splat": [ws.ckpt, ws.ply, ws.splat_file],
         "render": [ws.renders],
     }[stage]
 
 
-def stage_inputs(ws: Workspace, stage: str, video: Path | None = None,
+def stage_inputs(ws: Workspace, stage: str, cfg: Config, video: Path | None = None,
                  shot: int | None = None) -> dict[str, Any]:
     """A fingerprint of what a stage reads."""
     if stage == "frames":
@@ -51,7 +51,11 @@ def stage_inputs(ws: Workspace, stage: str, video: Path | None = None,
         raise MissingStageError(f"{path} is missing, so `{stage}` cannot run",
                                 f"run `{command} {ws.root}` first")
     prev = STAGES[STAGES.index(stage) - 1]
-    return {"previous": fingerprint_paths([p for p in stage_outputs(ws, prev) if p.exists()])}
+    inputs = {"previous": fingerprint_paths([p for p in stage_outputs(ws, prev) if p.exists()])}
+    if stage == "render" and cfg.render.path.endswith(".json"):  # a user-edited camera path
+        path_file = Path(cfg.render.path)
+        inputs["path_file"] = fingerprint_file(path_file) if path_file.is_file() else None
+    return inputs
 
 
 @dataclass
@@ -96,7 +100,7 @@ def run_stage(ws: Workspace, stage: str, cfg: Config, *, force: bool = False,
         video: The input video (frames stage only).
         shot: Which shot of the video to use (frames stage only; None = the longest).
     """
-    inputs = stage_inputs(ws, stage, video, shot)
+    inputs = stage_inputs(ws, stage, cfg, video, shot)
     if not force and is_up_to_date(ws, stage, cfg, inputs):
         reporter.log(f"{stage}: up to date, skipped")
         m = ws.read_manifest(stage) or {}

@@ -9,7 +9,7 @@ Layout (a valid COLMAP dataset: ``images/`` + ``sparse/0``)::
     <ws>/colmap/                 COLMAP database and log
     <ws>/sparse/0/               cameras.bin images.bin points3D.bin
     <ws>/poses.json              cameras per registered frame, SfM metrics
-    <ws>/splats/                 point_cloud.ply, ckpt.pt
+    <ws>/splats/                 point_cloud.ply, scene.splat, ckpt.pt
     <ws>/renders/                orbit.mp4
     <ws>/report.json, report.html
     <ws>/.vid3d/<stage>.json     stage manifests
@@ -84,6 +84,10 @@ class Workspace:
     @property
     def ply(self) -> Path:
         return self.splats / "point_cloud.ply"
+
+    @property
+    def splat_file(self) -> Path:
+        return self.splats / "scene.splat"
 
     @property
     def ckpt(self) -> Path:

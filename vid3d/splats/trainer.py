@@ -266,10 +266,10 @@ def resolve_device(device: str) -> torch.device:
 
 
 def train(scene: Scene, cfg: SplatConfig, ckpt_path: Path, *, device: torch.device,
-          config_hash: str, checkpoint_every: int = 1000,
-          reporter: Reporter = NULL_REPORTER) -> tuple[Trainer, dict[str, Any]]:
+          config_hash: str, reporter: Reporter = NULL_REPORTER) -> tuple[Trainer, dict[str, Any]]:
     """Train splats on a scene, resuming from ``ckpt_path`` when it holds an unfinished
-    run of the same configuration; checkpoints every ``checkpoint_every`` steps and at the end.
+    run of the same configuration; checkpoints every ``cfg.checkpoint_every`` steps and at
+    the end.
 
     Returns:
         The trainer (its ``splats`` are the result) and metrics for the report.
@@ -303,7 +303,7 @@ def train(scene: Scene, cfg: SplatConfig, ckpt_path: Path, *, device: torch.devi
                 ev = trainer.evaluate()
                 trainer.history.append({"step": n, "loss": float(np.mean(losses[-50:])), **ev})
                 reporter.debug(f"step {n}: held-out PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.3f}")
-            if checkpoint_every and n % checkpoint_every == 0 and n < cfg.steps:
+            if cfg.checkpoint_every and n % cfg.checkpoint_every == 0 and n < cfg.steps:
                 save_checkpoint(ckpt_path, trainer.checkpoint(config_hash))
     seconds = time.perf_counter() - t0
     save_checkpoint(ckpt_path, trainer.checkpoint(config_hash))
