@@ -60,8 +60,9 @@ class PosesConfig:
 
     camera_model: str = "auto"
     """COLMAP camera model shared by all frames (SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL, OPENCV...),
-    or "auto": PINHOLE when the intrinsics stay fixed (refine_intrinsics=false), SIMPLE_RADIAL
-    (focal and one radial term) when bundle adjustment refines them."""
+    or "auto": PINHOLE (fx and fy, no distortion). fx != fy fits videos resized to another
+    aspect ratio (the 384x256 re10k clips: fy/fx = 1.19); a radial term trades off against
+    the focal length on short clips (SIMPLE_RADIAL drifted 7% in focal, 1.3 degrees in rotation)."""
     matcher: str = "auto"
     """"sequential", "exhaustive", or "auto" (exhaustive for small sets, sequential otherwise)."""
     exhaustive_below: int = 40
@@ -91,11 +92,12 @@ class PosesConfig:
     """Incremental mapper: verified matches the initial pair needs (first attempt)."""
     init_min_tri_angle: float = 16.0
     """Incremental mapper: triangulation angle of the initial pair in degrees (first attempt)."""
-    refine_intrinsics: bool = False
-    """Refine focal length and distortion in bundle adjustment, starting from the
-    self-calibrated focal. Off by default: on short clips focal length and radial
-    distortion trade off against each other and drift (7% focal error, 1.3 degrees
-    rotation error on re10k clips); the self-calibrated focal is kept fixed."""
+    refine_intrinsics: bool = True
+    """Refine focal length(s) and distortion in bundle adjustment, starting from the
+    self-calibrated focal (False keeps that focal fixed)."""
+    min_image_motion: float = 0.01
+    """The stage fails early (a static camera) when verified matches move less than this
+    fraction of the image diagonal (90th percentile over all matched frame pairs)."""
     seed: int = 0
     """Random seed of COLMAP's RANSAC and mapper, for repeatable runs."""
 
@@ -105,7 +107,11 @@ class SplatConfig:
     """Gaussian splat training."""
 
     steps: int = 3000
-    """Training steps (one image per step)."""
+    """Training steps (one image per step), before ``schedule_scale``."""
+    schedule_scale: float = 1.0
+    """One factor on every step count of the schedule (steps, SH interval, refinement
+    start/stop/interval, opacity reset, evaluation and checkpoint intervals): presets
+    lengthen or shorten training with it and keep the schedule's shape."""
     sh_degree: int = 3
     """Final spherical-harmonics degree."""
     sh_degree_interval: int = 500
@@ -132,14 +138,14 @@ class SplatConfig:
     """Learning rate of the colour correction."""
     exposure_reg: float = 0.01
     """Weight pulling each frame's colour correction towards identity."""
-    refine_start: int = 500
+    refine_start: int = 300
     """First step of densification."""
-    refine_stop: int = 15_000
+    refine_stop: int = 2000
     """Last step of densification."""
     refine_every: int = 100
     """Steps between densifications."""
-    reset_every: int = 3000
-    """Steps between opacity resets."""
+    reset_every: int = 1000
+    """Steps between opacity resets (before refine_stop only)."""
     grow_grad2d: float = 0.0002
     """Screen-space gradient threshold for growing a Gaussian."""
     init_opacity: float = 0.1
@@ -161,6 +167,16 @@ class SplatConfig:
     """Rasterizer: "auto" (gsplat on CUDA, else the CPU kernel), "gsplat", "cpu", "torch"."""
     seed: int = 0
     """Random seed."""
+
+
+    def scaled(self) -> "SplatConfig":
+        """This config with ``schedule_scale`` applied to every step count (and set to 1)."""
+        k = self.schedule_scale
+        fields = ("steps", "sh_degree_interval", "eval_every", "refine_start", "refine_stop",
+                  "refine_every", "reset_every", "checkpoint_every")
+        return dataclasses.replace(
+            self, schedule_scale=1.0,
+            **{f: max(1, round(getattr(self, f) * k)) if getattr(self, f) > 0 else 0 for f in fields})
 
 
 @dataclass

@@ -97,6 +97,7 @@ class Trainer:
     """
 
     def __init__(self, data: TrainData, cfg: SplatConfig, device: torch.device, backend: str = "auto"):
+        cfg = cfg.scaled()
         self.data, self.cfg, self.device, self.backend = data, cfg, device, backend
         torch.manual_seed(cfg.seed)
         self.generator = torch.Generator().manual_seed(cfg.seed)
@@ -274,6 +275,7 @@ def train(scene: Scene, cfg: SplatConfig, ckpt_path: Path, *, device: torch.devi
     Returns:
         The trainer (its ``splats`` are the result) and metrics for the report.
     """
+    cfg = cfg.scaled()
     if device.type == "cpu":
         keep_freed_memory()
     data = load_train_data(scene, cfg.test_every, device)
