@@ -208,6 +208,51 @@ def export(
 
 
 @app.command()
+def batch(
+    folder: Annotated[Path, typer.Argument(help="Folder of videos (mp4 mov m4v webm mkv avi).")],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Results: a workspace per video, summary.csv, summary.json.")
+    ] = Path("results"),
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Search sub-folders.")
+                         ] = False,
+    glob: Annotated[Optional[str], typer.Option(
+        help="Only videos whose relative path or name matches, e.g. '*_svd.mp4'.")] = None,
+    jobs: Annotated[Optional[int], typer.Option(
+        "--jobs", "-j", min=1, help="Videos at a time. Default: one per GPU, else a quarter "
+        "of the CPU cores. With Ray: most tasks in flight.")] = None,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failure.")
+                         ] = False,
+    ray: Annotated[bool, typer.Option(
+        "--ray", help="One Ray task per video: the cluster in RAY_ADDRESS, a running local "
+        "one, or a new local one.")] = False,
+    ray_address: Annotated[Optional[str], typer.Option(
+        help="Ray cluster address (implies --ray).")] = None,
+    preset: Annotated[Optional[str], typer.Option(
+        "--preset", "-p", help="Preset name or TOML file for every video (default: default); "
+        "vid3d.toml files next to the videos override it.")] = None,
+    set_: Sets = None, device: Device = None, force: Force = False,
+    quiet: Quiet = False, verbose: Verbose = False,
+) -> None:
+    """Reconstruct every video in a folder: resumable, one failure does not stop the rest."""
+    from .batch import RichBatchMonitor, run_batch, summary_table
+
+    with _errors():
+        overrides = list(set_ or []) + ([f'device="{device}"'] if device else [])
+        result = run_batch(folder, out, preset=preset or "default", overrides=overrides,
+                           recursive=recursive, glob=glob, jobs=jobs, fail_fast=fail_fast,
+                           force=force, ray=ray, ray_address=ray_address,
+                           monitor=RichBatchMonitor(0 if quiet else 2 if verbose else 1))
+        if not quiet:
+            console.print(summary_table(result))
+            console.print(f"summary: {result.summary_csv}", highlight=False)
+    if result.failed:
+        console.print(f"[bold red]error:[/] {len(result.failed)} of {len(result.rows)} videos "
+                      f"failed; see {result.summary_csv}", highlight=False, soft_wrap=True)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
 def doctor() -> None:
     """What this machine can do: torch, CUDA, gsplat, pycolmap, ffmpeg/H.264, versions."""
     from rich.table import Table
