@@ -1,0 +1,477 @@
+"""The poses stage: structure from motion with pycolmap.
+
+Reads:
+    ``<ws>/images/``  frames (JPEG), file-name order = time order.
+    ``<ws>/masks/``   optional, one mask per frame (white = use), named
+                      ``<image stem>.png`` (``<image name>.png`` is accepted too).
+
+Writes:
+    ``<ws>/colmap/database.db``  features and matches of the winning attempt.
+    ``<ws>/colmap/colmap.log``   COLMAP's log.
+    ``<ws>/colmap/masks/``       the masks under COLMAP's names (``<image name>.png``).
+    ``<ws>/sparse/0/``           the largest model of the best attempt (atomically).
+    ``<ws>/poses.json``          per-frame cameras and the metrics (atomically).
+
+Steps: SIFT with ONE shared camera (and the masks), sequential or exhaustive
+matching, a check that the camera moves at all, self-calibration of the focal
+length from the verified pairs' fundamental matrices
+(:mod:`vid3d.sfm.calibration`), then global (GLOMAP, default) or incremental
+(COLMAP) mapping whose bundle adjustment refines the focal length(s) from there.
+When an attempt registers too few frames a retry ladder runs (more features and
+exhaustive matching, relaxed initialisation, the other mapper); every attempt is
+recorded and the best one wins. Of several models the largest is kept and the
+sizes of the others are reported.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import Config, PosesConfig
+from ..errors import ConfigError, MissingStageError, PosesError
+from ..progress import NULL_REPORTER, Reporter
+from ..sfm import colmap
+from ..sfm.calibration import focal_from_fundamentals
+from ..sfm.scene import mask_path
+from ..workspace import Workspace, atomic_dir, atomic_path, write_json
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+EXHAUSTIVE_RETRY_MAX = 100
+"""The retry ladder matches exhaustively up to this many frames, else with twice the overlap."""
+FOCAL_RANGE = (0.4, 2.0)
+"""The self-calibrated focal length is clipped to this range times the longer image side
+(fields of view of 103 to 28 degrees) before bundle adjustment starts from it."""
+PLAUSIBLE_FOCAL = (0.2, 5.0)
+"""With camera_model "auto", a focal length found outside this range times the longer
+side counts as a degenerate self-calibration (see :data:`MAX_PIXEL_ASPECT`)."""
+MAX_PIXEL_ASPECT = 1.25
+"""With camera_model "auto", fx/fy beyond this counts as a degenerate self-calibration and
+the frames are mapped again with one focal length. It admits a 16:9 video squashed to 3:2
+(1.19, the 384x256 re10k clips) but not much more: generated videos have square pixels."""
+CAMERA_MODELS = ("auto", "SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV",
+                 "FULL_OPENCV", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE", "OPENCV_FISHEYE")
+
+
+@dataclass
+class Attempt:
+    """Settings of one rung of the retry ladder."""
+
+    reason: str
+    max_num_features: int
+    matcher: str
+    mapper: str
+    init_min_num_inliers: int
+    init_min_tri_angle: float
+    abs_pose_min_num_inliers: int = 30
+    min_num_matches: int = 15
+    overlap: int = 10
+    """Sequential matching: frames matched with each frame's next ones."""
+
+    def key(self) -> tuple:
+        d = asdict(self)
+        d.pop("reason")
+        return tuple(sorted(d.items()))
+
+
+def list_images(ws: Workspace) -> list[str]:
+    """Image file names in ``ws.images``, sorted (= time order)."""
+    if not ws.images.is_dir():
+        return []
+    return sorted(p.name for p in ws.images.iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def fitted_overlap(n: int, pc: PosesConfig) -> int:
+    """Sequential matching overlap for ``n`` frames (``pc.sequential_overlap`` if set)."""
+    if pc.sequential_overlap > 0:
+        return min(pc.sequential_overlap, max(n - 1, 1))
+    return min(max(n - 1, 1), max(10, min(20, n // 10)))
+
+
+def choose_matcher(n: int, pc: PosesConfig) -> str:
+    """``"exhaustive"`` or ``"sequential"`` for ``n`` frames."""
+    if pc.matcher == "auto":
+        return "exhaustive" if n < pc.exhaustive_below else "sequential"
+    return pc.matcher
+
+
+def ladder(n: int, pc: PosesConfig) -> list[Attempt]:
+    """The retry ladder: the configured attempt first, then ever more permissive ones.
+
+    Args:
+        n: Number of frames.
+        pc: Poses configuration.
+
+    Returns:
+        At most ``pc.max_attempts`` distinct attempts.
+    """
+    first = Attempt("configured", pc.max_num_features, choose_matcher(n, pc), pc.mapper,
+                    pc.init_min_num_inliers, pc.init_min_tri_angle, overlap=fitted_overlap(n, pc))
+    if n <= EXHAUSTIVE_RETRY_MAX:
+        more = replace(first, reason="more features, exhaustive matching",
+                       max_num_features=max(2 * pc.max_num_features, 16384), matcher="exhaustive")
+    else:  # exhaustive matching of hundreds of frames takes too long on a CPU
+        more = replace(first, reason="more features, wider sequential matching",
+                       max_num_features=max(2 * pc.max_num_features, 16384),
+                       overlap=min(n - 1, 2 * first.overlap))
+    relaxed = replace(more, reason="relaxed initialisation", init_min_num_inliers=30,
+                      init_min_tri_angle=4.0, abs_pose_min_num_inliers=15, min_num_matches=10)
+    other = replace(relaxed, reason="other mapper",
+                    mapper="global" if first.mapper == "incremental" else "incremental")
+    out, seen = [], set()
+    for a in (first, more, relaxed, other):
+        if a.key() not in seen:
+            seen.add(a.key())
+            out.append(a)
+    return out[:max(1, pc.max_attempts)]
+
+
+def _check(pc: PosesConfig) -> None:
+    if pc.camera_model not in CAMERA_MODELS:
+        raise ConfigError(f"poses.camera_model {pc.camera_model!r} is not supported",
+                          f"choose one of {', '.join(CAMERA_MODELS)}")
+    if pc.matcher not in ("auto", "sequential", "exhaustive"):
+        raise ConfigError(f"poses.matcher {pc.matcher!r} is unknown", "choose auto, sequential or exhaustive")
+    if pc.mapper not in ("incremental", "global"):
+        raise ConfigError(f"poses.mapper {pc.mapper!r} is unknown", "choose incremental or global")
+
+
+def _colmap_masks(ws: Workspace, names: list[str], reporter: Reporter) -> Path | None:
+    """Masks under COLMAP's names (``<image name>.png``) in ``<ws>/colmap/masks``."""
+    if not ws.masks.is_dir():
+        return None
+    out = ws.colmap / "masks"
+    with atomic_dir(out) as tmp:
+        missing = 0
+        for n in names:
+            src = mask_path(ws, n)
+            dst = tmp / f"{n}.png"
+            if src is None:
+                missing += 1
+                import cv2  # only for the rare missing mask
+
+                img = cv2.imread(str(ws.images / n), cv2.IMREAD_GRAYSCALE)
+                cv2.imwrite(str(dst), np.full_like(img, 255))
+                continue
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copyfile(src, dst)
+    if missing:
+        reporter.warn(f"{missing} of {len(names)} frames have no mask in {ws.masks}; using all of them")
+    return out
+
+
+def calibrate(db: Path, min_pairs: int = 3) -> dict[str, Any] | None:
+    """Self-calibrate the focal length from the database's fundamental matrices.
+
+    Args:
+        db: Database with verified matches.
+        min_pairs: Least usable pairs (general two-view configuration, 30+ inliers).
+
+    Returns:
+        :func:`vid3d.sfm.calibration.focal_from_fundamentals`'s dict, or None when
+        too few pairs are usable (COLMAP's focal guess is used then).
+    """
+    cam = colmap.camera_info(db)
+    Fs, inliers = colmap.fundamental_matrices(db)
+    if len(Fs) < min_pairs or not cam:
+        return None
+    return focal_from_fundamentals(Fs, inliers, cam["width"], cam["height"])
+
+
+def _final_model_name(pc: PosesConfig) -> str:
+    return "PINHOLE" if pc.camera_model == "auto" else pc.camera_model
+
+
+def _diagnose(pairs: list[colmap.PairStats], keypoints: dict[str, int], width: int, height: int) -> tuple[str, str]:
+    """The likely cause of a failed reconstruction, and what to try."""
+    kp = np.median(list(keypoints.values())) if keypoints else 0
+    verified = np.median([p.verified for p in pairs]) if pairs else 0
+    ratios = [p.inlier_ratio for p in pairs if p.matches]
+    ratio = np.median(ratios) if ratios else 0.0
+    flows = [p.flow for p in pairs if np.isfinite(p.flow)]
+    diag = math.hypot(width, height) or 1.0
+    travel = float(np.sum(flows)) / diag if flows else 0.0
+    rot = np.mean([p.config in ("PANORAMIC", "PLANAR_OR_PANORAMIC") for p in pairs]) if pairs else 0.0
+    if kp < 200:
+        return (f"too few features (median {kp:.0f} per frame): the frames are featureless, blurry or dark",
+                "use sharper, more textured footage, or raise poses.max_num_features")
+    if verified < 30:
+        return (f"consecutive frames share too few verified matches (median {verified:.0f}): "
+                "fast motion, blur, or a scene that changes between frames",
+                "keep more frames (frames.target_frames) or use steadier footage")
+    if travel < 0.05:
+        return (f"too little camera motion: the image content moves only {100 * travel:.1f}% of the "
+                "frame diagonal over the whole clip",
+                "use a clip where the camera moves sideways or around the subject")
+    if ratio < 0.5:
+        return (f"many matches disagree with one camera motion (median inlier ratio {ratio:.2f}): "
+                "much of the scene moves",
+                "mask moving objects (white = use) or choose a clip with a static scene")
+    if rot > 0.5:
+        return ("too little parallax: most consecutive frame pairs fit a homography (the camera "
+                "rotates in place, or the scene is flat)",
+                "use a clip where the camera moves sideways or around the subject, keep more frames, "
+                "or try poses.mapper=\"global\"")
+    return ("too little parallax or a moving scene",
+            "try poses.mapper=\"global\", more frames, or a clip where the camera moves around a static scene")
+
+
+def _check_motion(db: Path, names: list[str], pairs: list[tuple[int, int]], kps: dict[str, int],
+                  pc: PosesConfig) -> None:
+    """Raise :class:`PosesError` when the matched features hardly move: a static camera."""
+    stats = colmap.pair_stats(db, [(names[i], names[j]) for i, j in pairs])
+    flows = [p.flow for p in stats if np.isfinite(p.flow)]
+    cam = colmap.camera_info(db)
+    diag = math.hypot(cam.get("width", 0), cam.get("height", 0)) or 1.0
+    if len(flows) < 1 or np.median(list(kps.values()) or [0]) < 200:
+        return  # too few matches or features to judge; the mapper and _diagnose will say
+    motion = float(np.percentile(flows, 90)) / diag
+    if motion < pc.min_image_motion:
+        raise PosesError(
+            f"the camera does not move: verified matches move only {100 * motion:.2f}% of the image "
+            f"diagonal between frames (90th percentile over {len(flows)} frame pairs), so there is "
+            "no parallax to triangulate from",
+            "use a clip where the camera moves sideways or around the subject; a fixed or panning "
+            "camera cannot give 3D structure")
+
+
+def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER) -> dict[str, Any]:
+    """Estimate camera poses of the frames in ``ws.images`` with pycolmap.
+
+    Args:
+        ws: The workspace (reads ``images/``, ``masks/``; writes ``colmap/``,
+            ``sparse/0``, ``poses.json``).
+        cfg: Configuration; uses ``cfg.poses`` and ``cfg.device``.
+        reporter: Progress and messages.
+
+    Returns:
+        The metrics (JSON-serialisable): ``registered``, ``total``,
+        ``registered_fraction``, ``mean_reprojection_error``, ``mean_track_length``,
+        ``points``, ``focal_px``, ``focal_xy_px``, ``camera_model``, ``camera_params``,
+        ``width``, ``height``, ``unregistered``, ``timings``, ``attempts``,
+        ``best_attempt``, ``other_models``, ``calibration``, ``pairs``.
+
+    Raises:
+        MissingStageError: ``ws.images`` is missing or empty.
+        PosesError: even the best attempt registered fewer than
+            ``cfg.poses.min_registered_fraction`` of the frames.
+    """
+    pc = cfg.poses
+    _check(pc)
+    names = list_images(ws)
+    if not names:
+        raise MissingStageError(f"no frames in {ws.images}", "run `vid3d frames` first")
+    n = len(names)
+    t_start = time.perf_counter()
+    timings = {"extract": 0.0, "match": 0.0, "calibrate": 0.0, "map": 0.0}
+    ws.colmap.mkdir(parents=True, exist_ok=True)
+    work = ws.colmap / ".attempts"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir()
+    mask_dir = _colmap_masks(ws, names, reporter)
+    extracted: dict[int, Path] = {}
+    matched: dict[tuple[int, str, int], Path] = {}
+    keypoints: dict[int, dict[str, int]] = {}
+    records: list[dict[str, Any]] = []
+    results: list[tuple[colmap.Model, list[colmap.Model], Path, dict, list, int]] = []
+    target = pc.retry_below_fraction
+    attempts = ladder(n, pc)
+
+    try:
+        with colmap.colmap_log(ws.colmap / "colmap.log"):
+            for k, att in enumerate(attempts):
+                t_att = time.perf_counter()
+                label = f"[{k + 1}/{len(attempts)}]"
+                # features, shared by attempts with the same feature count
+                if att.max_num_features not in extracted:
+                    t0 = time.perf_counter()
+                    db = work / f"features_{att.max_num_features}.db"
+                    colmap.create_database(db)
+                    model0 = _final_model_name(pc)
+                    with reporter.task(f"{label} Extracting features", total=n) as task:
+                        colmap.extract_features(db, ws.images, names, camera_model=model0, mask_dir=mask_dir,
+                                                max_num_features=att.max_num_features, device_name=cfg.device,
+                                                progress=task.advance)
+                    extracted[att.max_num_features] = db
+                    keypoints[att.max_num_features] = colmap.keypoint_counts(db)
+                    timings["extract"] += time.perf_counter() - t0
+                mkey = (att.max_num_features, att.matcher, att.overlap)
+                if mkey not in matched:
+                    t0 = time.perf_counter()
+                    db = work / f"matches_{att.max_num_features}_{att.matcher}_{att.overlap}.db"
+                    shutil.copyfile(extracted[att.max_num_features], db)
+                    pairs = (colmap.exhaustive_pairs(n) if att.matcher == "exhaustive"
+                             else colmap.sequential_pairs(n, att.overlap))
+                    with reporter.task(f"{label} Matching ({att.matcher})", total=len(pairs)) as task:
+                        colmap.match_pairs(db, names, pairs, work, device_name=cfg.device, progress=task.advance,
+                                           seed=pc.seed)
+                    matched[mkey] = db
+                    timings["match"] += time.perf_counter() - t0
+                    if len(matched) == 1:
+                        _check_motion(db, names, pairs, keypoints[att.max_num_features], pc)
+                db = work / f"attempt_{k}.db"
+                shutil.copyfile(matched[mkey], db)
+                t0 = time.perf_counter()
+                calib = calibrate(db) if pc.calibrate else None
+                cam = colmap.camera_info(db)
+                side = max(cam["width"], cam["height"])
+                fx = fy = 1.2 * side  # COLMAP's guess
+                if calib:  # a focal at the search's edge means the pairs did not determine it
+                    fx = fy = float(np.clip(calib["focal"], FOCAL_RANGE[0] * side, FOCAL_RANGE[1] * side))
+                    calib["initial_focal"] = fx
+                refine = pc.refine_intrinsics or calib is None
+                model_name = _final_model_name(pc)
+                if calib is None and pc.calibrate:
+                    reporter.warn("poses: too few frame pairs to self-calibrate the focal length; "
+                                  "bundle adjustment estimates it")
+                colmap.set_camera(db, model_name, fx, fy)
+                timings["calibrate"] += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                s = colmap.MapperSettings(mapper=att.mapper, init_min_num_inliers=att.init_min_num_inliers,
+                                          init_min_tri_angle=att.init_min_tri_angle,
+                                          abs_pose_min_num_inliers=att.abs_pose_min_num_inliers,
+                                          min_num_matches=att.min_num_matches, refine_intrinsics=refine,
+                                          seed=pc.seed)
+                with reporter.task(f"{label} Registering frames ({att.mapper})", total=n) as task:
+                    models = colmap.run_mapper(db, ws.images, work / f"sparse_{k}", s, progress=task.advance)
+                    task.update(completed=models[0].size if models else 0)
+                fallback = None
+                for again, fixed in (("SIMPLE_PINHOLE", False), ("SIMPLE_PINHOLE", True)):
+                    if not models or pc.camera_model != "auto" or _plausible(models[0].camera, side):
+                        break
+                    # the self-calibration in bundle adjustment degenerated (fx and fy far apart, or
+                    # an absurd focal length): one focal length instead, then a fixed one
+                    reporter.warn(f"poses: focal lengths {_focal_xy(models[0].camera)} px are implausible; "
+                                  f"mapping again with {'a fixed' if fixed else 'one'} focal length")
+                    model_name, fallback = again, ("fixed focal" if fixed else "one focal")
+                    colmap.set_camera(db, model_name, fx, fy)
+                    s = replace(s, refine_intrinsics=not fixed)
+                    refine = not fixed
+                    with reporter.task(f"{label} Registering frames again ({att.mapper})", total=n) as task:
+                        models = colmap.run_mapper(db, ws.images, work / f"sparse_{k}", s, progress=task.advance)
+                        task.update(completed=models[0].size if models else 0)
+                timings["map"] += time.perf_counter() - t0
+                best = models[0] if models else None
+                frac = best.size / n if best else 0.0
+                settings = asdict(att) | {"camera_model": model_name, "refine_intrinsics": refine,
+                                          "intrinsics_fallback": fallback}
+                rec = {"index": k, "reason": att.reason, "settings": settings,
+                       "registered": best.size if best else 0, "registered_fraction": round(frac, 4),
+                       "mean_reprojection_error": _r(best.mean_reprojection_error) if best else None,
+                       "points": best.points if best else 0,
+                       "focal_px": _focal(best.camera) if best else None,
+                       "models": [m.size for m in models],
+                       "calibration": {kk: _r(v) for kk, v in calib.items()} if calib else None,
+                       "seconds": round(time.perf_counter() - t_att, 2)}
+                records.append(rec)
+                reporter.debug(f"poses attempt {k + 1} ({att.reason}): {rec['registered']}/{n} frames registered")
+                if best is not None:
+                    pstats = colmap.pair_stats(matched[mkey], list(zip(names[:-1], names[1:])))
+                    results.append((best, models[1:], db, calib or {}, pstats, k))
+                if frac >= target:
+                    break
+                if k + 1 < len(attempts):
+                    reporter.warn(f"poses: {rec['registered']}/{n} frames registered; retrying with "
+                                  f"{attempts[k + 1].reason}")
+
+            if not results or max(r[0].size for r in results) / n < pc.min_registered_fraction:
+                mk = max(matched, key=lambda key: key[0]) if matched else None
+                pstats = colmap.pair_stats(matched[mk], list(zip(names[:-1], names[1:]))) if mk else []
+                kps = keypoints[mk[0]] if mk else {}
+                cam = colmap.camera_info(matched[mk]) if mk else {"width": 0, "height": 0}
+                cause, hint = _diagnose(pstats, kps, cam.get("width", 0), cam.get("height", 0))
+                got = max((r[0].size for r in results), default=0)
+                raise PosesError(f"structure from motion registered only {got} of {n} frames "
+                                 f"after {len(records)} attempts; likely cause: {cause}", hint)
+
+            bi = max(range(len(results)), key=lambda i: results[i][0].score())
+            best, others, best_db, calib, pstats, best_index = results[bi]
+            t0 = time.perf_counter()
+            with atomic_path(ws.database) as tmp:
+                shutil.copyfile(best_db, tmp)
+            with atomic_dir(ws.sparse0) as tmp:
+                colmap.write_model(best, tmp)
+            data = colmap.model_cameras(best.rec)
+            timings["write"] = time.perf_counter() - t0
+    except (RuntimeError, ValueError) as e:  # pycolmap's checks; ours are Vid3dErrors
+        raise PosesError(f"COLMAP failed: {str(e).strip().splitlines()[-1][:300]}",
+                         f"see {ws.colmap / 'colmap.log'}") from e
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    timings["total"] = time.perf_counter() - t_start
+    cam = best.camera
+    reg = set(best.registered)
+    metrics = {
+        "registered": best.size,
+        "total": n,
+        "registered_fraction": round(best.size / n, 4),
+        "mean_reprojection_error": _r(best.mean_reprojection_error),
+        "mean_track_length": _r(best.mean_track_length),
+        "points": best.points,
+        "focal_px": _focal(cam),
+        "focal_xy_px": _focal_xy(cam),
+        "camera_model": cam.get("model"),
+        "camera_params": [_r(p) for p in cam.get("params", [])],
+        "width": cam.get("width"),
+        "height": cam.get("height"),
+        "unregistered": [nm for nm in names if nm not in reg],
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+        "attempts": records,
+        "best_attempt": best_index,
+        "other_models": [m.size for m in others],
+        "calibration": calib or None,
+        "pairs": [p.to_dict() for p in pstats],
+    }
+    K = data["cameras"][int(data["camera_ids"][0])]["K"] if len(data["names"]) else np.eye(3)
+    c2w = dict(zip(data["names"], data["camtoworlds"]))
+    frames = [{"name": nm, "registered": nm in c2w,
+               "camtoworld": c2w[nm].round(8).tolist() if nm in c2w else None} for nm in names]
+    write_json(ws.poses_json, {"camera": {"model": cam.get("model"), "width": cam.get("width"),
+                                          "height": cam.get("height"), "params": cam.get("params"),
+                                          "K": K.tolist()},
+                               "frames": frames, "metrics": metrics})
+    reporter.log(f"poses: {best.size}/{n} frames registered, {best.points} points, "
+                 f"reprojection error {metrics['mean_reprojection_error']} px, focal {metrics['focal_px']} px")
+    return metrics
+
+
+def _plausible(cam: dict, side: int) -> bool:
+    """Whether a camera's focal lengths are within :data:`MAX_PIXEL_ASPECT` of each other
+    and within :data:`PLAUSIBLE_FOCAL` times the longer image side."""
+    xy = _focal_xy(cam)
+    if not xy or min(xy) <= 0:
+        return False
+    lo, hi = PLAUSIBLE_FOCAL
+    return max(xy) / min(xy) <= MAX_PIXEL_ASPECT and lo * side <= min(xy) and max(xy) <= hi * side
+
+
+def _r(x: float | None, nd: int = 4) -> float | None:
+    if x is None or not math.isfinite(x):
+        return None
+    return round(float(x), nd)
+
+
+def _focal_xy(cam: dict) -> list[float] | None:
+    p = cam.get("params")
+    if not p:
+        return None
+    if cam["model"] in ("PINHOLE", "OPENCV", "FULL_OPENCV", "OPENCV_FISHEYE"):
+        return [_r(p[0], 2), _r(p[1], 2)]
+    return [_r(p[0], 2), _r(p[0], 2)]
+
+
+def _focal(cam: dict) -> float | None:
+    xy = _focal_xy(cam)
+    return _r(math.sqrt(xy[0] * xy[1]), 2) if xy else None
