@@ -122,3 +122,22 @@ def test_bad_input_fails_cleanly(tmp_path: Path, make_input, words):
     # nothing half-written: no frames, no manifests, no temporary files
     leftovers = [p for p in ws.rglob("*") if p.name != "vid3d.toml"] if ws.exists() else []
     assert leftovers == []
+
+
+def test_single_stage_commands_share_the_workspace(workspace: Path):
+    # `vid3d poses` on a finished workspace: skipped, and it prints the consistency table
+    result = _cli("poses", str(workspace))
+    assert result.exit_code == 0, result.output
+    assert "up to date, skipped" in result.output
+    assert "geometric consistency" in result.output and "inlier ratio" in result.output
+    # `vid3d export` writes the compact .splat format again from the checkpoint
+    out = workspace / "again.splat"
+    result = _cli("export", str(workspace), "--format", "splat", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    n = json.loads((workspace / "report.json").read_text())["stages"]["splat"]["metrics"]["gaussians"]
+    assert out.stat().st_size == 32 * n  # 32 bytes a splat
+    # a stage whose input is missing says which command to run first
+    empty = workspace.parent / "empty"
+    empty.mkdir()
+    result = _cli("train", str(empty))
+    assert result.exit_code != 0 and "vid3d poses" in result.output

@@ -16,7 +16,7 @@ import typer
 
 from . import __version__
 from .config import Config, apply_overrides, load_config, load_config_file
-from .console import RichReporter, console, summary_table
+from .console import RichReporter, console, pairs_table, summary_table
 from .errors import Vid3dError
 from .workspace import Workspace
 
@@ -99,7 +99,7 @@ def _existing_workspace(path: Path) -> Workspace:
 
 
 def _run(ws: Workspace, cfg: Config, stages: tuple[str, ...], quiet: bool, verbose: bool,
-         **kwargs) -> None:
+         **kwargs) -> list:
     from .pipeline import run_pipeline
 
     with _reporter(quiet, verbose) as reporter:
@@ -107,6 +107,7 @@ def _run(ws: Workspace, cfg: Config, stages: tuple[str, ...], quiet: bool, verbo
     if not quiet:
         console.print(summary_table(outcomes, title=f"vid3d · {ws.root}"))
         console.print(f"report: {ws.report_json}", highlight=False)
+    return outcomes
 
 
 @app.command()
@@ -147,7 +148,11 @@ def poses(
     """Camera poses of the frames with COLMAP, into sparse/0 (stage 2)."""
     with _errors():
         ws = _existing_workspace(workspace)
-        _run(ws, _config(ws, preset, set_, device), ("poses",), quiet, verbose, force=force)
+        outcomes = _run(ws, _config(ws, preset, set_, device), ("poses",), quiet, verbose,
+                        force=force)
+        table = pairs_table(outcomes[0].metrics)
+        if table is not None and not quiet:
+            console.print(table)
 
 
 @app.command()

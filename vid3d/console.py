@@ -94,7 +94,10 @@ def headline(stage: str, m: dict[str, Any]) -> str:
         return fmt.format(v) if v is not None else "?"
 
     if stage == "frames":
-        return f"{g('kept')} of {g('decoded')} frames kept, {g('width')}x{g('height')}"
+        dropped = m.get("dropped") or {}
+        why = "".join(f", {n} {reason.replace('_', ' ')}" for reason, n in dropped.items() if n)
+        size = m.get("output_size") or [m.get("width"), m.get("height")]
+        return f"{g('kept')} of {g('decoded')} frames kept{why}; {size[0]}x{size[1]}"
     if stage == "poses":
         return (f"{g('registered')}/{g('total')} frames registered, "
                 f"reprojection error {g('mean_reprojection_error', '{:.2f}')} px, "
@@ -119,4 +122,29 @@ def summary_table(outcomes: list, title: str = "vid3d") -> Table:
     for o in outcomes:
         status = "[green]ran[/]" if o.status == "ran" else "[dim]skipped (up to date)[/]"
         table.add_row(o.stage, status, f"{o.seconds:.1f} s", headline(o.stage, o.metrics))
+    return table
+
+
+def pairs_table(metrics: dict[str, Any], rows: int = 12) -> Table | None:
+    """Geometric consistency of consecutive frames: verified matches and inlier ratio.
+
+    Shows the weakest ``rows`` pairs (the ones that explain a broken reconstruction) and
+    a median line; None when the poses metrics have no pairs.
+    """
+    pairs = metrics.get("pairs") or []
+    if not pairs:
+        return None
+    table = Table(title="consecutive frames: geometric consistency (weakest first)",
+                  title_justify="left")
+    for col in ("frames", "matches", "verified", "inlier ratio"):
+        table.add_column(col, justify="left" if col == "frames" else "right")
+    weakest = sorted(pairs, key=lambda p: (p.get("verified") or 0, p.get("inlier_ratio") or 0))
+    for p in weakest[:rows]:
+        table.add_row(f"{p['name1']} - {p['name2']}", str(p.get("matches")), str(p.get("verified")),
+                      f"{p.get('inlier_ratio') or 0:.2f}")
+    if len(pairs) > rows:
+        verified = sorted(p.get("verified") or 0 for p in pairs)
+        ratios = sorted(p.get("inlier_ratio") or 0 for p in pairs)
+        table.add_row(f"median of {len(pairs)} pairs", "", str(verified[len(verified) // 2]),
+                      f"{ratios[len(ratios) // 2]:.2f}", style="dim")
     return table
