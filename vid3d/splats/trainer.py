@@ -256,16 +256,6 @@ def make_strategy(cfg: SplatConfig) -> DefaultStrategy | MCMCStrategy:
                         'use --set splat.strategy="default" or "mcmc"')
 
 
-def resolve_device(device: str) -> torch.device:
-    """"auto" -> CUDA when available, else CPU; "cuda" without CUDA is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError("--device cuda was asked for but PyTorch sees no CUDA GPU",
-                            "use --device cpu, or install a CUDA build of PyTorch")
-    return torch.device(device)
-
-
 def train(scene: Scene, cfg: SplatConfig, ckpt_path: Path, *, device: torch.device,
           config_hash: str, reporter: Reporter = NULL_REPORTER) -> tuple[Trainer, dict[str, Any]]:
     """Train splats on a scene, resuming from ``ckpt_path`` when it holds an unfinished

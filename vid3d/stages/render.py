@@ -32,29 +32,13 @@ import torch
 from ..camera_paths import (PATH_TYPES, CameraPath, input_frame_indices, letterbox_intrinsics,
                             make_path)
 from ..config import Config, RenderConfig
+from ..device import resolve_device
 from ..errors import ConfigError, MissingStageError, RenderError, Vid3dError
 from ..progress import NULL_REPORTER, Reporter
 from ..video.encode import VideoWriter, letterbox, output_size, write_png, write_preview
 from ..workspace import Workspace, atomic_path
 
 PREVIEW_FORMATS = ("webp", "gif", "none")
-
-
-def resolve_device(device: str) -> torch.device:
-    """The torch device of ``Config.device``: "auto" is CUDA when available, else CPU.
-
-    Raises:
-        RenderError: "cuda" was asked for and PyTorch sees no CUDA device.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RenderError("device cuda was asked for but PyTorch sees no CUDA GPU",
-                          "use --device cpu, or install a CUDA build of PyTorch")
-    try:
-        return torch.device(device)
-    except RuntimeError as e:
-        raise ConfigError(f"unknown device {device!r}", 'use "auto", "cpu" or "cuda"') from e
 
 
 def render_inputs(splats: dict[str, torch.Tensor], device: torch.device | str = "cpu"

@@ -15,7 +15,8 @@ from ..config import Config
 from ..errors import InputError
 from ..progress import NULL_REPORTER, Reporter
 from ..splats.model import export, load_checkpoint, to_world
-from ..splats.trainer import resolve_device, train
+from ..device import resolve_device
+from ..splats.trainer import train
 from ..workspace import Workspace, fingerprint_paths
 
 
