@@ -81,15 +81,18 @@ def run_checks() -> list[Check]:
 
 
 def _kernel_check() -> Check:
-    try:
-        from .splats.rasterize import kernel_status
-    except ImportError:
-        return Check("CPU rasterizer", True, "PyTorch reference only", required=False)
-    try:
-        status = kernel_status()
-    except Exception as e:  # the doctor reports, it does not raise
-        return Check("CPU rasterizer", False, f"{type(e).__name__}: {e}", required=False)
-    ok = bool(status.get("available", True))
-    detail = ", ".join(f"{k} {v}" for k, v in status.items())
-    return Check("CPU rasterizer", ok, detail, required=False)
+    """Load (or compile, the first time) the numba CPU kernel and say how it went."""
+    from .splats.rasterize import kernel_status
 
+    try:
+        st = kernel_status(compile=True)
+    except Exception as e:  # the doctor reports, it does not raise
+        return Check("CPU rasterizer", False, f"{type(e).__name__}: {e}")
+    if not st["available"]:
+        return Check("CPU rasterizer", False,
+                     f"numba kernel unavailable ({st['error']}); the slow PyTorch reference is used")
+    how = "loaded from cache" if st["from_cache"] else "compiled"
+    secs = st["compile_seconds"]
+    cache = (f"cache {st['cache_dir']}" if st["cache_writable"]
+             else "no writable cache: compiled again in every process")
+    return Check("CPU rasterizer", True, f"numba kernel {how} in {secs:.1f} s; {cache}")
