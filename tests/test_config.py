@@ -10,7 +10,8 @@ from vid3d.errors import ConfigError
 def test_presets_load_and_differ():
     assert {"default", "fast"} <= set(preset_names())
     default, fast = load_config("default"), load_config("fast")
-    assert fast.splat.steps < default.splat.steps
+    assert fast.splat.scaled().steps < default.splat.scaled().steps < load_config("quality").splat.scaled().steps
+    assert fast.splat.scaled().refine_stop < fast.splat.scaled().steps  # the schedule keeps its shape
     assert fast.frames.max_size < default.frames.max_size
     assert default.splat == Config().splat  # default.toml changes nothing
 
