@@ -230,3 +230,31 @@ def test_input_path_follows_the_clip_times() -> None:
     poses = input_poses(c2w, 5, smoothing=0.0, times=np.array([0.0, 1.0, 3.0, 4.0]))
     for out_i, in_i in [(0, 0), (1, 1), (3, 2), (4, 3)]:  # output times 0 1 2 3 4
         np.testing.assert_allclose(poses[out_i], c2w[in_i], atol=1e-9)
+
+
+def test_orbit_of_an_arc_clip_stays_on_the_filmed_side_and_level():
+    """The bundled example: a camera that looks down at a table along a 100-degree arc."""
+    import json
+    from pathlib import Path
+
+    from vid3d.camera_paths import orbit_poses, up_direction
+
+    cams = json.loads((Path(__file__).parents[1] / "examples" / "garden_cameras.json").read_text())
+    c2w = np.array(cams["camtoworlds"])
+    # the cameras tilt down, yet the up direction is the true vertical (+z here)
+    assert np.degrees(np.arccos(up_direction(c2w) @ [0, 0, 1])) < 1.0
+    assert np.degrees(np.arccos(_unit(-c2w[:, :3, 1].mean(0)) @ [0, 0, 1])) > 10  # the naive mean
+    poses = orbit_poses(c2w, 96, center=np.array([0.0, 0.0, 0.05]))
+    az_in = np.degrees(np.arctan2(c2w[:, 1, 3], c2w[:, 0, 3]))
+    az_out = np.degrees(np.arctan2(poses[:, 1, 3], poses[:, 0, 3]))
+    assert az_in.min() - 1 <= az_out.min() and az_out.max() <= az_in.max() + 1
+    assert az_out.max() - az_out.min() > 0.9 * (az_in.max() - az_in.min())  # sweeps the whole arc
+    # level: the rendered horizon does not roll (camera x axes stay horizontal)
+    assert np.abs(poses[:, 2, 0]).max() < 1e-6
+    # a closed loop: the step from the last pose back to the first is like any other
+    steps = np.linalg.norm(np.diff(poses[:, :3, 3], axis=0, append=poses[:1, :3, 3]), axis=1)
+    assert steps.max() < 3 * np.median(steps) + 1e-9
+
+
+def _unit(v):
+    return v / np.linalg.norm(v)

@@ -159,19 +159,37 @@ def _normalize(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
-def up_direction(camtoworlds: np.ndarray) -> np.ndarray:
-    """The cameras' mean up direction (the mean of their -y axes).
+def up_direction(camtoworlds: np.ndarray, planar_ratio: float = 0.2) -> np.ndarray:
+    """The cameras' up direction.
+
+    When the camera centres spread over a plane (an orbit or an arc, as most clips
+    that circle a subject do), the normal of that plane, turned to agree with the
+    cameras' -y axes: cameras that look down at a subject tilt their -y axes towards
+    it, so the mean -y axis alone would tilt the whole path. Otherwise (a straight
+    track, a single position) the mean of the -y axes.
 
     Args:
         camtoworlds: [N, 4, 4] cameras.
+        planar_ratio: The centres count as planar when their second-largest spread is
+            at least this fraction of the largest and the smallest at most this
+            fraction of the second. Default: 0.2.
 
     Returns:
         [3] unit vector.
     """
-    up = -camtoworlds[:, :3, 1].mean(axis=0)
-    if np.linalg.norm(up) < 1e-6:  # cameras upside down in equal parts: fall back to the first
-        up = -camtoworlds[0, :3, 1]
-    return _normalize(up)
+    mean_up = -camtoworlds[:, :3, 1].mean(axis=0)
+    if np.linalg.norm(mean_up) < 1e-6:  # cameras upside down in equal parts: use the first
+        mean_up = -camtoworlds[0, :3, 1]
+    mean_up = _normalize(mean_up)
+    centers = camtoworlds[:, :3, 3]
+    if len(centers) >= 3:
+        _, sv, Vt = np.linalg.svd(centers - centers.mean(axis=0), full_matrices=False)
+        if sv[0] > 1e-9 and sv[1] >= planar_ratio * sv[0] and sv[2] <= planar_ratio * sv[1]:
+            normal = Vt[2]
+            normal = normal if normal @ mean_up >= 0 else -normal
+            if normal @ mean_up > 0.5:  # within 60 degrees of the cameras' own up
+                return _normalize(normal)
+    return mean_up
 
 
 def scene_center(camtoworlds: np.ndarray, points: np.ndarray | None = None,
@@ -297,6 +315,25 @@ def _horizontal_frame(camtoworlds: np.ndarray, center: np.ndarray, up: np.ndarra
     return e1, e2, np.stack([off @ e1, off @ e2, off @ up], axis=1)  # [N, 3]
 
 
+def _covered_arc(xy: np.ndarray) -> tuple[float, float]:
+    """Middle angle and angular span of the arc the points cover around the origin.
+
+    Args:
+        xy: [N, 2] offsets from the centre in the orbit plane.
+
+    Returns:
+        ``(mid, span)`` in radians; ``span`` is 2 pi less the largest empty gap.
+    """
+    if len(xy) < 2:
+        return float(np.arctan2(xy[0, 1], xy[0, 0])) if len(xy) else 0.0, 0.0
+    t = np.sort(np.arctan2(xy[:, 1], xy[:, 0]))
+    gaps = np.diff(np.concatenate([t, [t[0] + 2 * np.pi]]))
+    i = int(np.argmax(gaps))
+    start = t[(i + 1) % len(t)]
+    span = 2 * np.pi - float(gaps[i])
+    return float(start + span / 2), span
+
+
 def _angles(xy: np.ndarray) -> tuple[float, float]:
     """Start angle (the first camera's) and direction (+1 or -1) of the cameras' motion."""
     t = np.arctan2(xy[:, 1], xy[:, 0])
@@ -324,8 +361,12 @@ def _ellipse_params(n: int, a: float, b: float, t0: float, direction: float) -> 
 
 def orbit_poses(camtoworlds: np.ndarray, n_frames: int, center: np.ndarray | None = None,
                 radius_factor: float = 1.0, height_factor: float = 1.0,
-                min_axis_ratio: float = 0.5) -> np.ndarray:
+                min_axis_ratio: float = 0.5, max_arc_degrees: float = 240.0) -> np.ndarray:
     """An ellipse around the scene centre, looking at it (a closed loop).
+
+    When the input cameras cover less than ``max_arc_degrees`` around the centre,
+    the orbit sweeps the arc they covered, there and back (a closed loop too), at
+    their median distance, so it shows only what the clip saw.
 
     The ellipse lies in the plane perpendicular to the cameras' up direction; its
     axes follow the cameras' spread around the centre (90th percentile of their
@@ -349,6 +390,15 @@ def orbit_poses(camtoworlds: np.ndarray, n_frames: int, center: np.ndarray | Non
     center = scene_center(c2w) if center is None else np.asarray(center, dtype=np.float64)
     up = up_direction(c2w)
     e1, e2, local = _horizontal_frame(c2w, center, up)
+    mid, span = _covered_arc(local[:, :2])
+    if span < np.radians(max_arc_degrees):
+        # The clip saw the subject from one side only: sweep that side back and forth
+        # (eased at the turns) instead of going round to what nobody filmed.
+        r = float(np.median(np.linalg.norm(local[:, :2], axis=1))) * radius_factor
+        height = float(local[:, 2].mean()) * height_factor
+        t = mid + 0.5 * span * np.sin(2 * np.pi * np.arange(n_frames) / n_frames)
+        pos = center + np.outer(r * np.cos(t), e1) + np.outer(r * np.sin(t), e2) + height * up
+        return look_at(pos, center, up)
     a = float(np.percentile(np.abs(local[:, 0]), 90))
     b = float(np.percentile(np.abs(local[:, 1]), 90))
     if a < 1e-9:  # the cameras are straight above or below the centre
