@@ -5,9 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 
 @dataclass
@@ -26,25 +24,15 @@ def _version(package: str) -> str | None:
 
 
 def check_h264() -> Check:
-    """Encode two frames with the bundled ffmpeg's libx264."""
-    try:
-        import imageio_ffmpeg
-        import numpy as np
+    """Encode a few frames with vid3d's own H.264 writer and probe the file."""
+    from .video.encode import encoder_status
 
-        exe = imageio_ffmpeg.get_ffmpeg_exe()
-        with tempfile.TemporaryDirectory() as d:
-            out = Path(d) / "t.mp4"
-            w = imageio_ffmpeg.write_frames(str(out), (64, 64), fps=2, codec="libx264",
-                                            pix_fmt_out="yuv420p", quality=None,
-                                            output_params=["-crf", "23"])
-            w.send(None)
-            for _ in range(2):
-                w.send(np.zeros((64, 64, 3), np.uint8))
-            w.close()
-            ok = out.stat().st_size > 0
-        return Check("ffmpeg / H.264", ok, f"{exe} (libx264 encode {'works' if ok else 'failed'})")
-    except Exception as e:  # the doctor reports, it does not raise
-        return Check("ffmpeg / H.264", False, f"{type(e).__name__}: {e}")
+    st = encoder_status()
+    if st["ok"]:
+        version = (st["version"] or "").split(" Copyright")[0]
+        return Check("ffmpeg / H.264", True,
+                     f"libx264 encode works (yuv420p, BT.709, faststart); {version}")
+    return Check("ffmpeg / H.264", False, f"{st['ffmpeg']}: {st['error']}")
 
 
 def run_checks() -> list[Check]:
