@@ -315,6 +315,14 @@ def _horizontal_frame(camtoworlds: np.ndarray, center: np.ndarray, up: np.ndarra
     return e1, e2, np.stack([off @ e1, off @ e2, off @ up], axis=1)  # [N, 3]
 
 
+def _ring_poses(center: np.ndarray, e1: np.ndarray, e2: np.ndarray, up: np.ndarray, a: float,
+                b: float, height: float, t: np.ndarray) -> np.ndarray:
+    """Cameras at parameters ``t [F]`` on the ellipse ``a cos t e1 + b sin t e2`` lifted by
+    ``height`` along ``up`` around ``center``, looking at the centre: [F, 4, 4]."""
+    pos = center + np.outer(a * np.cos(t), e1) + np.outer(b * np.sin(t), e2) + height * up
+    return look_at(pos, center, up)
+
+
 def _covered_arc(xy: np.ndarray) -> tuple[float, float]:
     """Middle angle and angular span of the arc the points cover around the origin.
 
@@ -397,8 +405,7 @@ def orbit_poses(camtoworlds: np.ndarray, n_frames: int, center: np.ndarray | Non
         r = float(np.median(np.linalg.norm(local[:, :2], axis=1))) * radius_factor
         height = float(local[:, 2].mean()) * height_factor
         t = mid + 0.5 * span * np.sin(2 * np.pi * np.arange(n_frames) / n_frames)
-        pos = center + np.outer(r * np.cos(t), e1) + np.outer(r * np.sin(t), e2) + height * up
-        return look_at(pos, center, up)
+        return _ring_poses(center, e1, e2, up, r, r, height, t)
     a = float(np.percentile(np.abs(local[:, 0]), 90))
     b = float(np.percentile(np.abs(local[:, 1]), 90))
     if a < 1e-9:  # the cameras are straight above or below the centre
@@ -408,8 +415,7 @@ def orbit_poses(camtoworlds: np.ndarray, n_frames: int, center: np.ndarray | Non
     height = float(local[:, 2].mean()) * height_factor
     t0, direction = _angles(local[:, :2] / np.array([a, b]))
     t = _ellipse_params(n_frames, a, b, t0, direction)
-    pos = center + np.outer(a * np.cos(t), e1) + np.outer(b * np.sin(t), e2) + height * up
-    return look_at(pos, center, up)
+    return _ring_poses(center, e1, e2, up, a, b, height, t)
 
 
 def turntable_poses(camtoworlds: np.ndarray, n_frames: int, center: np.ndarray | None = None,
@@ -440,8 +446,7 @@ def turntable_poses(camtoworlds: np.ndarray, n_frames: int, center: np.ndarray |
     height = float(local[:, 2].mean()) * height_factor
     t0, direction = _angles(local[:, :2])
     t = t0 + direction * np.linspace(0, 2 * np.pi, n_frames, endpoint=False)
-    pos = center + np.outer(r * np.cos(t), e1) + np.outer(r * np.sin(t), e2) + height * up
-    return look_at(pos, center, up)
+    return _ring_poses(center, e1, e2, up, r, r, height, t)
 
 
 def spiral_poses(camtoworlds: np.ndarray, n_frames: int, center: np.ndarray | None = None,
