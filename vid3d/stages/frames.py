@@ -240,7 +240,9 @@ def _motion(p: _Pass1, selected: list[int], box: tuple[int, int, int, int],
     # not the maximum: a gust through foliage can fool a single measurement)
     step = max(1, len(selected) // MOTION_SAMPLES)
     samples = sorted(set(selected[step::step] + selected[-1:]) - {selected[0]})
-    dists = [disp(selected[0], i) for i in samples]
+    # (a frame that shares no tracks with the first one has moved out of its view: a
+    # whole diagonal, rather than an infinity that the quantile cannot interpolate)
+    dists = [min(disp(selected[0], i), 1.0) for i in samples]
     travel = float(np.percentile(dists, TRAVEL_QUANTILE)) if dists else 0.0
     # greedy: keep a frame when it moved enough from the last kept one
     motion = {selected[0]: 0.0}
