@@ -15,7 +15,8 @@ import torch
 from vid3d.config import SplatConfig
 from vid3d.splats.model import export, load_checkpoint, load_ply, to_world
 from vid3d.splats.strategies import binomial_table, compute_relocation_torch
-from vid3d.splats.trainer import Trainer, load_train_data, train
+from vid3d.splats.losses import psnr
+from vid3d.splats.trainer import Trainer, held_out_ids, load_train_data, train
 
 from .synthetic import make_scene
 
@@ -29,9 +30,41 @@ def scene(tmp_path_factory):
 
 def _cfg(**kw) -> SplatConfig:
     base = dict(steps=60, sh_degree=1, sh_degree_interval=20, eval_every=0, refine_start=10,
-                refine_every=10, refine_stop=1000, reset_every=1000, checkpoint_every=0)
+                refine_every=10, refine_stop=1000, reset_every=1000, checkpoint_every=0,
+                coarse_steps=20)
     base.update(kw)
     return SplatConfig(**base)
+
+
+def test_held_out_frames_are_every_eighth_inside_the_clip():
+    assert held_out_ids(25, 8) == [4, 12, 20]
+    assert held_out_ids(49, 8) == [4, 12, 20, 28, 36, 44]
+    for n in range(3, 60):
+        ids = held_out_ids(n, 8)
+        assert 0 not in ids and n - 1 not in ids  # the clip's ends always train
+        assert len(ids) >= (n - 5) // 8
+    assert held_out_ids(25, 0) == [] and held_out_ids(2, 8) == []
+
+
+def test_coarse_phase_trains_on_half_resolution_frames_with_matching_cameras(scene):
+    data = load_train_data(scene, 8, CPU)
+    trainer = Trainer(data, _cfg(coarse_steps=5), CPU)
+    images, _, Ks = data.level(2)
+    assert images.shape[1:] == (data.height // 2, data.width // 2, 3)
+    # The half-resolution cameras see what the full ones see, averaged over 2x2 pixels:
+    # render the initial splats both ways and compare.
+    with torch.no_grad():
+        full, _ = trainer.render([3], sh_degree=0)
+        half, _ = trainer.render([3], sh_degree=0, downscale=2)
+    pooled = torch.nn.functional.avg_pool2d(full.permute(0, 3, 1, 2), 2).permute(0, 2, 3, 1)
+    assert psnr(half, pooled) > 30.0
+    shifted = torch.roll(pooled, 1, dims=2)  # one pixel off scores far lower
+    assert psnr(half, shifted) < psnr(half, pooled) - 6.0
+    sizes = []
+    for _ in range(8):
+        sizes.append(trainer.downscale_now())
+        trainer.step()
+    assert sizes == [2] * 5 + [1] * 3
 
 
 def test_default_strategy_grows_and_prunes(scene):
@@ -107,10 +140,31 @@ def test_exposure_correction_absorbs_flicker_and_stays_out_of_novel_views(tmp_pa
     gain = A.diagonal(dim1=1, dim2=2).mean(1).numpy()
     train = np.array(trainer.data.train_ids)
     assert gain[train][gains[train] < 1].mean() < gain[train][gains[train] > 1].mean()
-    # novel-view renders (evaluation) do not use it
-    before = trainer.evaluate()
+    # novel-view renders do not use it
+    before, render = trainer.evaluate(), trainer.render([3])[0]
     trainer.exposure.data.normal_(0, 1.0)
-    assert trainer.evaluate() == before
+    assert torch.equal(trainer.render([3])[0], render)
+    assert trainer.evaluate()["psnr_raw"] == before["psnr_raw"]
+
+
+def test_held_out_frames_are_scored_with_the_exposure_of_their_neighbours(tmp_path):
+    # auto exposure drops while the camera passes a bright window (frames 3-6): held-out
+    # frame 4 is darker than the scene's canonical colours; its neighbours' learned
+    # corrections predict by how much
+    gains = np.array([1.0, 1.0, 1.0, 0.6, 0.6, 0.6, 0.6, 1.0, 1.0, 1.0])
+    drift = make_scene(tmp_path / "drift", brightness=gains)
+    data = load_train_data(drift, 8, CPU)
+    assert data.test_ids == [4]
+    trainer = Trainer(data, _cfg(steps=200, lr_exposure=3e-3, refine_stop=0), CPU)
+    for _ in range(200):
+        trainer.step()
+    ev = trainer.evaluate()
+    assert ev["psnr"] > ev["psnr_raw"] + 1.0, ev
+    E = trainer.interpolated_exposure(4)
+    assert torch.allclose(E, 0.5 * (trainer.exposure[3] + trainer.exposure[5]))
+    # without the correction both figures are the same, uncorrected one
+    plain = Trainer(data, _cfg(steps=0, exposure=False), CPU).evaluate()
+    assert plain["psnr"] == plain["psnr_raw"]
 
 
 _CHILD = """
@@ -128,7 +182,8 @@ train(scene, cfg, Path({ckpt!r}), device=torch.device("cpu"), config_hash="t")
 
 def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path):
     cfg = dict(steps=160, sh_degree=1, sh_degree_interval=40, eval_every=0, refine_start=20,
-               refine_every=20, refine_stop=1000, reset_every=1000, checkpoint_every=40)
+               refine_every=20, refine_stop=1000, reset_every=1000, checkpoint_every=40,
+               coarse_steps=60)
     ckpt = tmp_path / "ckpt.pt"
     code = _CHILD.format(tests=str(Path(__file__).parent), folder=str(tmp_path / "scene"),
                          cfg=cfg, ckpt=str(ckpt))

@@ -107,26 +107,30 @@ class PosesConfig:
 class SplatConfig:
     """Gaussian splat training."""
 
-    steps: int = 3000
+    steps: int = 2000
     """Training steps (one image per step), before ``schedule_scale``."""
     schedule_scale: float = 1.0
     """One factor on every step count of the schedule (steps, SH interval, refinement
-    start/stop/interval, opacity reset, evaluation and checkpoint intervals): presets
+    start/stop/interval, opacity reset, coarse phase, evaluation and checkpoint intervals): presets
     lengthen or shorten training with it and keep the schedule's shape."""
     sh_degree: int = 3
     """Final spherical-harmonics degree."""
-    sh_degree_interval: int = 500
+    sh_degree_interval: int = 400
     """Steps between raising the SH degree by one."""
     ssim_lambda: float = 0.2
     """Weight of the D-SSIM term; the L1 term gets 1 - ssim_lambda."""
     test_every: int = 8
-    """Every n-th frame is held out for evaluation (0: none)."""
+    """Every n-th frame is held out for evaluation (0: none), starting half a period in;
+    the first and last frames always train (they are the only views of the clip's ends)."""
+    coarse_steps: int = 600
+    """Steps at the start trained at half resolution (a quarter of the pixels per step);
+    the rest, and every evaluation, use the full frames."""
     eval_every: int = 500
     """Evaluate held-out PSNR every n steps (and at the end)."""
     strategy: str = "default"
     """Densification strategy: "default" (gsplat DefaultStrategy, clone/split/prune) or
     "mcmc" (gsplat MCMCStrategy, a fixed budget of max_gaussians relocated over time)."""
-    max_gaussians: int = 500_000
+    max_gaussians: int = 80_000
     """Cap on the number of Gaussians (growth stops there; MCMC's budget)."""
     opacity_reg: float = 0.01
     """MCMC only: weight of the mean-opacity regulariser."""
@@ -141,7 +145,7 @@ class SplatConfig:
     """Weight pulling each frame's colour correction towards identity."""
     refine_start: int = 300
     """First step of densification."""
-    refine_stop: int = 2000
+    refine_stop: int = 1500
     """Last step of densification."""
     refine_every: int = 100
     """Steps between densifications."""
@@ -176,7 +180,7 @@ class SplatConfig:
     def scaled(self) -> "SplatConfig":
         """This config with ``schedule_scale`` applied to every step count (and set to 1)."""
         k = self.schedule_scale
-        fields = ("steps", "sh_degree_interval", "eval_every", "refine_start", "refine_stop",
+        fields = ("steps", "coarse_steps", "sh_degree_interval", "eval_every", "refine_start", "refine_stop",
                   "refine_every", "reset_every", "checkpoint_every")
         return dataclasses.replace(
             self, schedule_scale=1.0,

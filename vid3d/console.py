@@ -104,7 +104,9 @@ def headline(stage: str, m: dict[str, Any]) -> str:
                 f"{g('points')} points")
     if stage == "splat":
         return (f"{g('steps')} steps, {g('gaussians')} Gaussians, held-out PSNR "
-                f"{g('psnr_initial', '{:.2f}')} -> {g('psnr', '{:.2f}')} dB")
+                f"{g('psnr_initial', '{:.2f}')} -> {g('psnr', '{:.2f}')} dB"
+                + (f" ({m['psnr_raw']:.2f} uncorrected)"
+                   if m.get("psnr_raw") is not None and m.get("psnr_raw") != m.get("psnr") else ""))
     if stage == "render":
         outputs = m.get("outputs") or []
         main = next((o for o in outputs if str(o).endswith(".mp4")), "?")
