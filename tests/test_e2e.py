@@ -86,7 +86,9 @@ def test_reconstruct_writes_every_output(workspace: Path):
         decoded = [f for f in container.decode(stream)]
     assert len(decoded) == 24
     assert (decoded[0].width, decoded[0].height) == (256, 144)
-    assert (ws / "report.html").is_file() and (ws / "vid3d.toml").is_file()
+    assert (ws / "vid3d.toml").is_file()
+    page = (ws / "report.html").read_text()
+    assert "<svg" in page and "held-out PSNR" in page  # the training curve
 
 
 def test_rerun_skips_every_stage(workspace: Path):
@@ -141,3 +143,13 @@ def test_single_stage_commands_share_the_workspace(workspace: Path):
     empty.mkdir()
     result = _cli("train", str(empty))
     assert result.exit_code != 0 and "vid3d poses" in result.output
+
+
+def test_train_steps_option_sets_the_length_of_the_whole_schedule(workspace: Path):
+    result = _cli("train", str(workspace), "--steps", "40")
+    assert result.exit_code == 0, result.output
+    splat = json.loads((workspace / "report.json").read_text())["stages"]["splat"]["metrics"]
+    assert splat["steps"] == 40  # not 40 x the preset's schedule_scale
+    # the schedule shrank with it: an evaluation every 500 x 40/2000 steps
+    assert [h["step"] for h in splat["history"]] == [0, 10, 20, 30, 40]
+    assert {"psnr", "psnr_raw", "seconds", "gaussians"} <= set(splat["history"][-1])

@@ -158,14 +158,18 @@ def poses(
 @app.command()
 def train(
     workspace: WorkspaceArg, preset: Preset = None, set_: Sets = None, device: Device = None,
-    steps: Annotated[Optional[int], typer.Option(help="Training steps.")] = None,
+    steps: Annotated[Optional[int], typer.Option(
+        min=1, help="Training steps; the whole schedule (coarse phase, densification, SH "
+                    "degree, evaluations, checkpoints) stretches or shrinks to fit.")] = None,
     force: Force = False, quiet: Quiet = False, verbose: Verbose = False,
 ) -> None:
     """Train Gaussian splats on the posed frames (stage 3); resumes an interrupted run."""
     with _errors():
         ws = _existing_workspace(workspace)
-        extra = [f"splat.steps={steps}"] if steps is not None else []
-        _run(ws, _config(ws, preset, set_, device, extra), ("splat",), quiet, verbose, force=force)
+        cfg = _config(ws, preset, set_, device)
+        if steps is not None:
+            cfg = apply_overrides(cfg, [f"splat.schedule_scale={steps / cfg.splat.steps!r}"])
+        _run(ws, cfg, ("splat",), quiet, verbose, force=force)
 
 
 @app.command()

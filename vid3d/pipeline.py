@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,6 +187,8 @@ def _report_html(report: dict[str, Any]) -> str:
         rows.append(f"<tr><td>{stage}</td><td>{s['seconds']:.1f} s</td><td>{cells}</td></tr>")
     videos = "".join(f'<video src="renders/{p}" controls loop muted width="640"></video>'
                      for p in _rendered_videos(report))
+    history = report["stages"].get("splat", {}).get("metrics", {}).get("history") or []
+    videos += _training_curve(history)
     return f"""<!doctype html><meta charset="utf-8"><title>vid3d report</title>
 <style>body{{font-family:sans-serif;margin:2em}}td{{vertical-align:top;padding:.4em;border-bottom:1px solid #ddd}}</style>
 <h1>vid3d report</h1><p>{html.escape(report['workspace'])} · vid3d {report['vid3d_version']} ·
@@ -193,6 +196,41 @@ def _report_html(report: dict[str, Any]) -> str:
 <table><tr><th>stage</th><th>time</th><th>figures</th></tr>{''.join(rows)}</table>
 <details><summary>report.json</summary><pre>{html.escape(json.dumps(report, indent=1)[:200000])}</pre></details>
 """
+
+
+def _training_curve(history: list[dict[str, Any]]) -> str:
+    """An inline SVG of held-out PSNR over the training steps, and the numbers under it."""
+    points = [h for h in history if isinstance(h.get("psnr"), (int, float))]
+    if len(points) < 2:
+        return ""
+    W, H, pad = 640, 220, 40
+    steps = [h["step"] for h in points]
+    series = {"held-out PSNR": [h["psnr"] for h in points]}
+    if any(h.get("psnr_raw") not in (None, h["psnr"]) for h in points):
+        series["uncorrected"] = [h.get("psnr_raw", h["psnr"]) for h in points]
+    lo = min(min(v) for v in series.values())
+    hi = max(max(v) for v in series.values())
+    lo, hi = math.floor(lo), math.ceil(hi) + (1 if math.ceil(hi) == math.floor(lo) else 0)
+    x = lambda st: pad + (W - 2 * pad) * st / max(steps[-1], 1)  # noqa: E731
+    y = lambda v: H - pad - (H - 2 * pad) * (v - lo) / (hi - lo)  # noqa: E731
+    lines = []
+    for (name, vals), colour in zip(series.items(), ("#1f77b4", "#aaaaaa")):
+        pts = " ".join(f"{x(st):.1f},{y(v):.1f}" for st, v in zip(steps, vals))
+        lines.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2">'
+                     f"<title>{name}</title></polyline>")
+    axes = (f'<text x="{pad}" y="{pad - 10}">{hi} dB</text><text x="{pad}" y="{H - pad + 15}">'
+            f'{lo} dB</text><text x="{W - pad}" y="{H - pad + 15}" text-anchor="end">step '
+            f'{steps[-1]}</text><rect x="{pad}" y="{pad}" width="{W - 2 * pad}" '
+            f'height="{H - 2 * pad}" fill="none" stroke="#ddd"/>')
+    rows = "".join(
+        f"<tr><td>{h['step']}</td><td>{_fmt(h['psnr'])}</td><td>{_fmt(h.get('psnr_raw', ''))}</td>"
+        f"<td>{_fmt(h.get('ssim', ''))}</td><td>{_fmt(h.get('loss', ''))}</td>"
+        f"<td>{h.get('gaussians', '')}</td><td>{_fmt(h.get('seconds', ''))}</td></tr>"
+        for h in points)
+    return (f'<h2>Training</h2><svg width="{W}" height="{H}" font-size="12" '
+            f'font-family="sans-serif">{axes}{"".join(lines)}</svg>'
+            f"<table><tr><th>step</th><th>held-out PSNR</th><th>uncorrected</th><th>SSIM</th>"
+            f"<th>loss</th><th>Gaussians</th><th>seconds</th></tr>{rows}</table>")
 
 
 def _rendered_videos(report: dict[str, Any]) -> list[str]:
