@@ -138,7 +138,9 @@ class SplatConfig:
     """MCMC only: weight of the mean-scale regulariser."""
     exposure: bool = True
     """Learn a per-frame affine colour correction (for flicker and auto exposure);
-    used in training only, never when rendering new views."""
+    used in training only, never when rendering new views (held-out frames are scored
+    under the correction interpolated from their neighbouring training frames, and
+    uncorrected as ``psnr_raw``)."""
     lr_exposure: float = 1e-3
     """Learning rate of the colour correction."""
     exposure_reg: float = 0.01
