@@ -99,6 +99,17 @@ def test_rerun_skips_every_stage(workspace: Path):
     assert _finished(workspace) == before
 
 
+def test_moved_video_is_the_same_video(workspace: Path, tmp_path: Path):
+    moved = tmp_path / "elsewhere" / "renamed.mp4"
+    moved.parent.mkdir()
+    shutil.copyfile(data_path(CLIP), moved)
+    before = _finished(workspace)
+    result = _cli("reconstruct", str(moved), "--out", str(workspace), *OPTIONS)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("up to date, skipped") == 4
+    assert _finished(workspace) == before
+
+
 def test_changed_training_option_reruns_only_training_and_render(workspace: Path):
     before = _finished(workspace)
     result = _cli("reconstruct", str(data_path(CLIP)), "--out", str(workspace), *OPTIONS,

@@ -44,8 +44,8 @@ def stage_outputs(ws: Workspace, stage: str) -> list[Path]:
 def stage_inputs(ws: Workspace, stage: str, cfg: Config, video: Path | None = None,
                  shot: int | None = None) -> dict[str, Any]:
     """A fingerprint of what a stage reads."""
-    if stage == "frames":
-        return {"video": str(video), "content": fingerprint_file(video), "shot": shot}
+    if stage == "frames":  # the video's content, not its path: a moved clip is the same clip
+        return {"content": fingerprint_file(video), "shot": shot}
     attr, command = _NEEDS[stage]
     path = getattr(ws, attr)
     if not path.exists() or (path.is_dir() and not any(path.iterdir())):
