@@ -272,7 +272,8 @@ def spherical_harmonics(
     """
     num_bases = (degree + 1) ** 2
     bases = _sh_bases(num_bases, F.normalize(dirs, p=2, dim=-1))  # [..., num_bases]
-    return (bases[..., None] * coeffs[..., :num_bases, :]).sum(dim=-2)
+    # a batched matrix product: no [..., K, 3] temporary, unlike a broadcast multiply and sum
+    return torch.einsum("...k,...kd->...d", bases, coeffs[..., :num_bases, :])
 
 
 @torch.no_grad()
