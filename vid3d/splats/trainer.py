@@ -261,7 +261,7 @@ class Trainer:
         return float(loss.detach())
 
     @torch.no_grad()
-    def evaluate(self, ids: list[int] | None = None, per_frame: bool = False) -> dict[str, Any]:
+    def evaluate(self, ids: list[int] | None = None) -> dict[str, Any]:
         """Mean PSNR and SSIM on the held-out frames (on training frames if none are held
         out), at full resolution.
 
@@ -269,7 +269,7 @@ class Trainer:
         the colour correction interpolated from the neighbouring training frames
         (:meth:`interpolated_exposure`; a training frame uses its own), and
         ``psnr_raw``/``ssim_raw`` with the render as novel views get it, uncorrected.
-        With ``per_frame``, also ``frames``: ``{frame index: PSNR}``.
+        ``frames`` is ``{frame index: PSNR}``.
         """
         ids = ids if ids is not None else (self.data.test_ids or self.data.train_ids)
         p, s, p_raw, s_raw = [], [], [], []
@@ -285,11 +285,9 @@ class Trainer:
                 p.append(psnr(render, target, mask))
                 s.append(ssim(render, target, mask))
         p, s = (p, s) if self.cfg.exposure else (p_raw, s_raw)
-        out: dict[str, Any] = {"psnr": float(np.mean(p)), "ssim": float(np.mean(s)),
-                               "psnr_raw": float(np.mean(p_raw)), "ssim_raw": float(np.mean(s_raw))}
-        if per_frame:
-            out["frames"] = {int(i): round(float(v), 3) for i, v in zip(ids, p)}
-        return out
+        return {"psnr": float(np.mean(p)), "ssim": float(np.mean(s)),
+                "psnr_raw": float(np.mean(p_raw)), "ssim_raw": float(np.mean(s_raw)),
+                "frames": {int(i): round(float(v), 3) for i, v in zip(ids, p)}}
 
     # -- checkpoints ---------------------------------------------------------------
 
@@ -396,7 +394,6 @@ def train(scene: Scene, cfg: SplatConfig, ckpt_path: Path, *, device: torch.devi
     trainer.train_seconds = base + seconds
     save_checkpoint(ckpt_path, trainer.checkpoint(config_hash))
     final = trainer.history[-1]
-    per_frame = trainer.evaluate(per_frame=True)["frames"]
     first = trainer.history[0]
     metrics = {
         "steps": trainer.step_count,
@@ -412,7 +409,7 @@ def train(scene: Scene, cfg: SplatConfig, ckpt_path: Path, *, device: torch.devi
         "ssim": final["ssim"],
         "psnr_raw": final["psnr_raw"],
         "ssim_raw": final["ssim_raw"],
-        "psnr_per_frame": per_frame,
+        "psnr_per_frame": final["frames"],
         "psnr_initial": first["psnr"] if first["step"] == 0 else None,
         "opacity_resets": trainer.strategy.resets,
         "steps_per_second": (trainer.step_count - resumed_from) / seconds if seconds > 0 else None,
