@@ -111,6 +111,18 @@ def _pixel_box(mx, my, a, b, c, s_max, x0, y0, w, h):
 _pixel_box = _jit(_pixel_box, inline="always")
 
 
+def _tile_box(job, n_tiles, tile_width, tile_size, width, height):
+    """Image index, top-left pixel and size (clipped at the image border) of work item
+    ``job``, which is tile ``job % n_tiles`` of image ``job // n_tiles``."""
+    img = job // n_tiles
+    x0 = (job % n_tiles) % tile_width * tile_size
+    y0 = (job % n_tiles) // tile_width * tile_size
+    return img, x0, y0, min(tile_size, width - x0), min(tile_size, height - y0)
+
+
+_tile_box = _jit(_tile_box, inline="always")
+
+
 @_jit(parallel=True)
 def _forward_kernel(
     means2d,  # [I * N, 2]
@@ -134,11 +146,7 @@ def _forward_kernel(
     n_tiles = (tile_offsets.shape[0] - 1) // n_img
     for job_i in numba.prange(tile_order.shape[0]):
         job = tile_order[job_i]
-        img = job // n_tiles
-        x0 = (job % n_tiles) % tile_width * tile_size
-        y0 = (job % n_tiles) // tile_width * tile_size
-        w = min(tile_size, width - x0)
-        h = min(tile_size, height - y0)
+        img, x0, y0, w, h = _tile_box(job, n_tiles, tile_width, tile_size, width, height)
         T = np.ones(w * h, opacities.dtype)
         done = np.zeros(w * h, np.bool_)
         acc = np.zeros((w * h, D), opacities.dtype)
@@ -216,11 +224,7 @@ def _backward_kernel(
     n_tiles = (tile_offsets.shape[0] - 1) // n_img
     for job_i in numba.prange(tile_order.shape[0]):
         job = tile_order[job_i]
-        img = job // n_tiles
-        x0 = (job % n_tiles) % tile_width * tile_size
-        y0 = (job % n_tiles) // tile_width * tile_size
-        w = min(tile_size, width - x0)
-        h = min(tile_size, height - y0)
+        img, x0, y0, w, h = _tile_box(job, n_tiles, tile_width, tile_size, width, height)
         T = np.empty(w * h, opacities.dtype)
         last = np.empty(w * h, np.int32)
         v_rc = np.empty((w * h, D), opacities.dtype)
