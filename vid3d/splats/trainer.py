@@ -5,6 +5,13 @@ The trainer works in the normalised frame of :func:`vid3d.scene.normalization_tr
 :func:`vid3d.splats.rasterize.rasterize`, so it runs with gsplat on CUDA and with the
 CPU kernel elsewhere. Every ``test_every``-th frame is held out for evaluation (see
 :func:`held_out_ids`). The first ``coarse_steps`` steps train at half resolution.
+
+:func:`train` writes the state of an unfinished run to a resume file (the workspace's
+``.vid3d/resume/splat.pt``) every ``checkpoint_every`` steps, and the finished splats to
+``splats/ckpt.pt`` only at the end. A resumed run continues bit-identically on the CPU:
+the checkpoint holds the global torch (and CUDA, numpy) RNG states that gsplat's
+strategies draw from (split, relocation, position noise), the image order generator,
+the strategy state, the optimizers, scheduler, colour corrections and the loss window.
 """
 
 from __future__ import annotations
@@ -21,14 +28,22 @@ import numpy as np
 import torch
 
 from ..config import SplatConfig
-from ..errors import TrainingError
+from ..errors import InputError, TrainingError
 from ..progress import NULL_REPORTER, Reporter
 from ..scene import Scene, normalization_transform
+from ..workspace import json_safe
 from ._malloc import keep_freed_memory
 from .losses import photometric_loss, psnr, ssim
-from .model import Checkpoint, init_splats, load_checkpoint, save_checkpoint
+from .model import PARAM_NAMES, Checkpoint, init_splats, load_checkpoint, nonfinite, save_checkpoint
 from .rasterize import rasterize
 from .strategies import DefaultStrategy, MCMCStrategy
+
+
+FINITE_CHECK_EVERY = 50
+"""Steps between checks that every parameter is finite (also at evaluations, checkpoints
+and the end); the loss is checked every step."""
+LOSS_WINDOW = 50
+"""The history's ``loss`` is the mean of this many last training losses."""
 
 
 def held_out_ids(n: int, test_every: int) -> list[int]:
@@ -141,7 +156,8 @@ class Trainer:
     def __init__(self, data: TrainData, cfg: SplatConfig, device: torch.device, backend: str = "auto"):
         cfg = cfg.scaled()
         self.data, self.cfg, self.device, self.backend = data, cfg, device, backend
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # gsplat's strategies draw from the global RNGs
+        np.random.seed(cfg.seed % 2**32)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         scene = data.scene
         if len(scene.points) < 4:
@@ -164,7 +180,8 @@ class Trainer:
         self.step_count = 0
         self.train_seconds = 0.0  # time spent in training steps, over resumes
         self.order: list[int] = []
-        self.history: list[dict[str, float]] = []
+        self.history: list[dict[str, Any]] = []
+        self.losses: list[float] = []  # the last LOSS_WINDOW training losses
         self.background = torch.tensor(cfg.background, dtype=torch.float32, device=device)
 
     def correct_exposure(self, render: torch.Tensor, i: int) -> torch.Tensor:
@@ -244,9 +261,9 @@ class Trainer:
         if cfg.strategy == "mcmc":
             loss = (loss + cfg.opacity_reg * torch.sigmoid(self.splats["opacities"]).mean()
                     + cfg.scale_reg * torch.exp(self.splats["scales"]).mean())
-        if not torch.isfinite(loss):
-            raise TrainingError(f"training diverged at step {self.step_count} (loss {loss.item()})",
-                                "try a lower learning rate, e.g. --set splat.lr_means=1e-5")
+        value = float(loss.detach())  # the step's one host sync
+        if not math.isfinite(value):
+            raise self._diverged(f"the loss is {value}", [*PARAM_NAMES, "exposure"])
         self.strategy.step_pre_backward(self.splats, self.optimizers, self.strategy_state,
                                         self.step_count, info)
         loss.backward()
@@ -258,7 +275,41 @@ class Trainer:
         self.strategy.step_post_backward(self.splats, self.optimizers, self.strategy_state,
                                          self.step_count, info, packed=False, lr=lr)
         self.step_count += 1
-        return float(loss.detach())
+        self.losses.append(value)
+        del self.losses[:-LOSS_WINDOW]
+        if len(self.splats["means"]) == 0:
+            raise TrainingError(
+                f"training pruned every Gaussian by step {self.step_count} "
+                "(all became transparent)",
+                "try a higher --set splat.init_opacity or a lower learning rate, e.g. "
+                f"--set splat.lr_opacities={cfg.lr_opacities / 10:.3g}")
+        return value
+
+    def mean_loss(self) -> float | None:
+        """Mean of the last :data:`LOSS_WINDOW` training losses (None before the first step)."""
+        return float(np.mean(self.losses)) if self.losses else None
+
+    def check_finite(self) -> None:
+        """Raise :class:`TrainingError` when a parameter holds a NaN or an infinity
+        (one host sync; call it every few steps, not every step)."""
+        bad = nonfinite({**self.splats, "exposure": self.exposure.detach()})
+        if bad:
+            what = (f"parameter {bad[0]} is" if len(bad) == 1
+                    else f"parameters {', '.join(bad)} are")
+            raise self._diverged(f"{what} not finite", bad)
+
+    def _diverged(self, what: str, suspects: list[str]) -> TrainingError:
+        """The error for a run that diverged at this step; its hint names the learning
+        rate of the suspect raised most above its default (the first one if none is)."""
+        default = SplatConfig()
+
+        def raised(name: str) -> float:
+            return getattr(self.cfg, f"lr_{name}") / getattr(default, f"lr_{name}")
+
+        name = f"lr_{max(suspects, key=raised)}"  # max keeps the first of equals
+        lr = getattr(self.cfg, name)
+        return TrainingError(f"training diverged at step {self.step_count}: {what}",
+                             f"try a lower learning rate, e.g. --set splat.{name}={lr / 10:.3g}")
 
     @torch.no_grad()
     def evaluate(self, ids: list[int] | None = None) -> dict[str, Any]:
@@ -291,43 +342,91 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------
 
-    def checkpoint(self, config_hash: str) -> Checkpoint:
+    def checkpoint(self, config_hash: str, finished: bool = False) -> Checkpoint:
+        """Everything :meth:`restore` needs to continue bit-identically (on the CPU).
+
+        Args:
+            config_hash: Identifies the run; :func:`train` resumes only a matching one.
+            finished: Whether training is done. Default: False (a periodic checkpoint).
+
+        Raises:
+            TrainingError: A parameter is not finite.
+        """
+        self.check_finite()
         state = {
             "config_hash": config_hash,
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "scheduler": self.scheduler.state_dict(),
-            "strategy": {k: v for k, v in self.strategy_state.items() if v is not None},
+            "strategy": {k: _cpu(v) for k, v in self.strategy_state.items()},  # None kept
             "strategy_resets": self.strategy.resets,
             "exposure": self.exposure.detach().cpu(),
             "exposure_opt": self.exposure_opt.state_dict(),
             "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "numpy_rng": _numpy_rng_state(),
             "order": list(self.order),
             "history": self.history,
+            "losses": list(self.losses),
             "train_seconds": self.train_seconds,
         }
         return Checkpoint(splats=dict(self.splats), step=self.step_count,
                           sh_degree=self.cfg.sh_degree, normalization=self.data.normalization,
-                          state=state)
+                          state=state, finished=finished, steps=self.cfg.steps)
 
     def restore(self, ckpt: Checkpoint) -> None:
-        """Continue from a checkpoint written by :meth:`checkpoint` for the same data and config."""
+        """Continue from a checkpoint written by :meth:`checkpoint` for the same data and
+        config.
+
+        ``ckpt`` is expected as :func:`load_checkpoint` returns it, loaded on the CPU:
+        the RNG states must be CPU byte tensors; parameters, optimizer moments and the
+        strategy state move to the trainer's device (Adam's ``step`` counters stay on
+        the CPU, as torch keeps them without ``capturable``).
+
+        Raises:
+            KeyError, TypeError, ValueError, RuntimeError: The checkpoint does not fit
+                (missing entries, other shapes); the trainer is then unusable.
+        """
+        st = ckpt.state
         self.splats = torch.nn.ParameterDict(
-            {k: torch.nn.Parameter(v.to(self.device)) for k, v in ckpt.splats.items()})
+            {k: torch.nn.Parameter(ckpt.splats[k].detach().to(self.device)) for k in PARAM_NAMES})
         self.optimizers = self._make_optimizers()
         for k, o in self.optimizers.items():
-            o.load_state_dict(ckpt.state["optimizers"][k])
+            o.load_state_dict(st["optimizers"][k])  # moments follow the parameter's device
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizers["means"], gamma=1.0)
-        self.scheduler.load_state_dict(ckpt.state["scheduler"])
+        self.scheduler.load_state_dict(st["scheduler"])
         self.strategy_state.update({k: v.to(self.device) if torch.is_tensor(v) else v
-                                    for k, v in ckpt.state["strategy"].items()})
-        self.strategy.resets = int(ckpt.state.get("strategy_resets", 0))
-        self.exposure.data.copy_(ckpt.state["exposure"].to(self.device))
-        self.exposure_opt.load_state_dict(ckpt.state["exposure_opt"])
-        self.generator.set_state(ckpt.state["generator"])
-        self.order = list(ckpt.state["order"])
-        self.history = list(ckpt.state["history"])
-        self.train_seconds = float(ckpt.state.get("train_seconds", 0.0))
-        self.step_count = ckpt.step
+                                    for k, v in st["strategy"].items()})
+        self.strategy.resets = int(st["strategy_resets"])
+        self.exposure.data.copy_(st["exposure"].to(self.device))
+        self.exposure_opt.load_state_dict(st["exposure_opt"])
+        self.generator.set_state(st["generator"].cpu())
+        torch.set_rng_state(st["torch_rng"].cpu())
+        if self.device.type == "cuda":
+            for i, rng in enumerate(st["cuda_rng"][: torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(rng.cpu(), i)
+        _set_numpy_rng_state(st["numpy_rng"])
+        self.order = [int(i) for i in st["order"]]
+        self.history = list(st["history"])
+        self.losses = [float(v) for v in st["losses"]][-LOSS_WINDOW:]
+        self.train_seconds = float(st["train_seconds"])
+        self.step_count = int(ckpt.step)
+
+
+def _cpu(v: Any) -> Any:
+    return v.detach().cpu() if torch.is_tensor(v) else v
+
+
+def _numpy_rng_state() -> dict[str, Any]:
+    """numpy's global RNG state as a tensor and numbers (``weights_only`` loads them)."""
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached": float(cached)}
+
+
+def _set_numpy_rng_state(st: dict[str, Any]) -> None:
+    np.random.set_state(("MT19937", st["keys"].numpy().astype(np.uint32), int(st["pos"]),
+                         int(st["has_gauss"]), float(st["cached"])))
 
 
 def make_strategy(cfg: SplatConfig) -> DefaultStrategy | MCMCStrategy:
@@ -346,53 +445,84 @@ def make_strategy(cfg: SplatConfig) -> DefaultStrategy | MCMCStrategy:
 
 
 def train(scene: Scene, cfg: SplatConfig, ckpt_path: Path, *, device: torch.device,
-          config_hash: str, reporter: Reporter = NULL_REPORTER) -> tuple[Trainer, dict[str, Any]]:
-    """Train splats on a scene, resuming from ``ckpt_path`` when it holds an unfinished
-    run of the same configuration; checkpoints every ``cfg.checkpoint_every`` steps and at
-    the end.
+          config_hash: str, resume_path: Path | None = None, force: bool = False,
+          reporter: Reporter = NULL_REPORTER) -> tuple[Trainer, dict[str, Any]]:
+    """Train splats on a scene and write the finished checkpoint to ``ckpt_path``.
+
+    ``ckpt_path`` is neither read nor touched until training has finished: the state of
+    the unfinished run goes to ``resume_path`` every ``cfg.checkpoint_every`` steps, and
+    a later call resumes from it when it holds an unfinished run of the same
+    ``config_hash``. At the end the final checkpoint (``finished`` True) is written to
+    ``ckpt_path`` atomically, then ``resume_path`` is removed.
+
+    Args:
+        scene: Cameras, images and SfM points.
+        cfg: Training options (``schedule_scale`` is applied here).
+        ckpt_path: The finished checkpoint (``splats/ckpt.pt``).
+        device: Torch device.
+        config_hash: Identifies the run (options and cameras) a resume file must match.
+        resume_path: The unfinished run's state (``ws.resume_ckpt``). Default: None (no
+            periodic checkpoints, no resume).
+        force: Delete ``resume_path`` first and start afresh. Default: False. Without
+            it, a resume file that cannot be read is reported through ``reporter.warn``
+            and training starts afresh.
+        reporter: Progress display. Default: none.
 
     Returns:
-        The trainer (its ``splats`` are the result) and metrics for the report.
+        The trainer (its ``splats`` are the result) and JSON-safe metrics for the report
+        (non-finite numbers become None); ``eval_on`` says whether PSNR/SSIM are measured
+        on held-out frames ("held_out") or, when none is held out, on training frames
+        ("training").
+
+    Raises:
+        TrainingError: Training diverged (the loss or a parameter stopped being finite),
+            pruned every Gaussian, or cannot start; nothing is written to ``ckpt_path``.
     """
     cfg = cfg.scaled()
     if device.type == "cpu":
         keep_freed_memory()
     data = load_train_data(scene, cfg.test_every, device)
-    trainer = Trainer(data, cfg, device, backend=cfg.backend)
-    resumed_from = 0
-    if ckpt_path.is_file():
-        ckpt = load_checkpoint(ckpt_path, device)
-        if ckpt.state.get("config_hash") == config_hash and ckpt.step < cfg.steps:
-            trainer.restore(ckpt)
-            resumed_from = ckpt.step
-            reporter.log(f"resuming training from step {ckpt.step}")
-    init_eval = trainer.evaluate() if resumed_from == 0 else None
-    if init_eval is not None:
-        trainer.history.append({"step": 0, "loss": float("nan"), "seconds": 0.0,
-                                "gaussians": len(trainer.splats["means"]), **init_eval})
+    eval_on = "held_out" if data.test_ids else "training"
+    if not data.test_ids:
+        reporter.warn(f"no frame held out ({len(data.images)} frames): PSNR is measured on "
+                      "training frames")
+    if force and resume_path is not None:
+        Path(resume_path).unlink(missing_ok=True)
+    trainer = _start(data, cfg, device, config_hash, resume_path, reporter)
+    resumed_from = trainer.step_count
+    if resumed_from == 0:
+        trainer.history.append({"step": 0, "loss": None, "seconds": 0.0,
+                                "gaussians": len(trainer.splats["means"]), **trainer.evaluate()})
+    label = "held-out PSNR" if eval_on == "held_out" else "PSNR on training frames"
     t0, base = time.perf_counter(), trainer.train_seconds
-    losses: list[float] = []
     with reporter.task("Training splats", total=cfg.steps) as task:
         task.update(completed=trainer.step_count)
         while trainer.step_count < cfg.steps:
-            losses.append(trainer.step())
+            trainer.step()
             task.advance()
             n = trainer.step_count
+            evaluating = bool(cfg.eval_every and n % cfg.eval_every == 0) or n == cfg.steps
+            saving = bool(resume_path is not None and cfg.checkpoint_every
+                          and n % cfg.checkpoint_every == 0 and n < cfg.steps)
+            if n % FINITE_CHECK_EVERY == 0 or evaluating:  # checkpoint() checks on its own
+                trainer.check_finite()
             if n % 10 == 0 or n == cfg.steps:
-                task.update(info=f"loss {np.mean(losses[-10:]):.4f} · "
+                task.update(info=f"loss {np.mean(trainer.losses[-10:]):.4f} · "
                                  f"{len(trainer.splats['means']) / 1000:.1f}k splats")
-            if (cfg.eval_every and n % cfg.eval_every == 0) or n == cfg.steps:
+            if evaluating:
                 ev = trainer.evaluate()
-                trainer.history.append({"step": n, "loss": float(np.mean(losses[-50:])),
+                trainer.history.append({"step": n, "loss": trainer.mean_loss(),
                                         "seconds": round(base + time.perf_counter() - t0, 2),
                                         "gaussians": len(trainer.splats["means"]), **ev})
-                reporter.debug(f"step {n}: held-out PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.3f}")
-            if cfg.checkpoint_every and n % cfg.checkpoint_every == 0 and n < cfg.steps:
+                reporter.debug(f"step {n}: {label} {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.3f}")
+            if saving:
                 trainer.train_seconds = base + time.perf_counter() - t0
-                save_checkpoint(ckpt_path, trainer.checkpoint(config_hash))
+                save_checkpoint(resume_path, trainer.checkpoint(config_hash))
     seconds = time.perf_counter() - t0
     trainer.train_seconds = base + seconds
-    save_checkpoint(ckpt_path, trainer.checkpoint(config_hash))
+    save_checkpoint(ckpt_path, trainer.checkpoint(config_hash, finished=True))  # checks finiteness
+    if resume_path is not None:
+        Path(resume_path).unlink(missing_ok=True)
     final = trainer.history[-1]
     first = trainer.history[0]
     metrics = {
@@ -400,11 +530,12 @@ def train(scene: Scene, cfg: SplatConfig, ckpt_path: Path, *, device: torch.devi
         "resumed_from": resumed_from,
         "train_images": len(data.train_ids),
         "test_images": len(data.test_ids),
+        "eval_on": eval_on,
         "width": data.width,
         "height": data.height,
         "gaussians_initial": len(scene.points),
         "gaussians": len(trainer.splats["means"]),
-        "final_loss": float(np.mean(losses[-50:])) if losses else None,
+        "final_loss": trainer.mean_loss(),
         "psnr": final["psnr"],
         "ssim": final["ssim"],
         "psnr_raw": final["psnr_raw"],
@@ -417,4 +548,31 @@ def train(scene: Scene, cfg: SplatConfig, ckpt_path: Path, *, device: torch.devi
         "device": str(device),
         "history": trainer.history,
     }
-    return trainer, metrics
+    return trainer, json_safe(metrics)
+
+
+def _start(data: TrainData, cfg: SplatConfig, device: torch.device, config_hash: str,
+           resume_path: Path | None, reporter: Reporter) -> Trainer:
+    """A new trainer, continued from ``resume_path`` when that holds an unfinished run of
+    ``config_hash``; a resume file that cannot be read or restored is warned about."""
+    trainer = Trainer(data, cfg, device, backend=cfg.backend)
+    if resume_path is None or not Path(resume_path).is_file():
+        return trainer
+    try:
+        ckpt = load_checkpoint(resume_path, "cpu")  # RNG states must stay CPU tensors
+    except InputError as e:
+        reporter.warn(f"the unfinished training state {resume_path} cannot be read "
+                      f"({e.message}); starting afresh")
+        return trainer
+    if ckpt.state.get("config_hash") != config_hash or ckpt.finished or ckpt.step >= cfg.steps:
+        reporter.debug(f"{resume_path} holds another training run; starting afresh")
+        return trainer
+    try:
+        trainer.restore(ckpt)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
+        detail = (str(e).strip().splitlines() or [""])[0][:160]
+        reporter.warn(f"the unfinished training state {resume_path} cannot be read "
+                      f"({type(e).__name__}: {detail}); starting afresh")
+        return Trainer(data, cfg, device, backend=cfg.backend)  # restore left it half-done
+    reporter.log(f"resuming training from step {ckpt.step}")
+    return trainer
