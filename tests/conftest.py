@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,14 @@ DATA = REPO.parent / "shared" / "data"
 
 
 def data_path(relative: str) -> Path:
-    """A file of the shared test data; skips the test when the data is not checked out."""
+    """A file of the shared test data.
+
+    Without it the test is skipped on a developer's machine, but fails in CI (``CI`` set):
+    a CI run must never pass by testing nothing.
+    """
     path = DATA / relative
     if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"shared test data {path} is missing in CI")
         pytest.skip(f"shared test data {path} is not present")
     return path

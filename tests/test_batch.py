@@ -165,8 +165,9 @@ def test_a_workspace_locked_by_another_batch_is_busy(tmp_path: Path):
     _touch(folder / "x.mp4", "not a video")
     ws = out / workspace_name(folder / "x.mp4", folder)
     (ws / ".vid3d").mkdir(parents=True)
-    with open(ws / ".vid3d" / "batch.lock", "a+") as f:
-        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as another batch's worker would
+    (ws / ".vid3d" / "workspace.json").write_text("{}")
+    with open(ws / ".vid3d" / "lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as another vid3d process would
         result = run_batch(folder, out, overrides=['device="cpu"'], jobs=1)
     assert [r.status for r in result.rows] == [BUSY] and result.ok
     assert not (ws / "frames.json").exists()
@@ -223,6 +224,29 @@ def test_second_run_skips_finished_videos(local_batch):
     # --fail-fast: the first failure stops the batch (here the only video left to run)
     result = runner.invoke(app, ["batch", str(folder), "--out", str(out), "--fail-fast", *OPTIONS])
     assert result.exit_code == 1 and [r["status"] for r in _rows(out)] == [SKIPPED, SKIPPED, FAILED]
+
+
+@slow
+def test_copied_results_and_videos_rerun_nothing(local_batch, tmp_path: Path):
+    folder, out, _, _ = local_batch
+    # the whole project moves to another disk: videos and results, without file times
+    folder2, out2 = tmp_path / "videos", tmp_path / "results"
+    shutil.copytree(folder, folder2, copy_function=shutil.copy)
+    shutil.copytree(out, out2, copy_function=shutil.copy)
+    before = {n: _manifests(_ws(out2, n)) for n in ("a.mp4", "b.mp4")}
+    result = runner.invoke(app, ["batch", str(folder2), "--out", str(out2), *OPTIONS])
+    assert result.exit_code == 1, result.output  # the broken file fails again
+    assert [r["status"] for r in _rows(out2)] == [SKIPPED, SKIPPED, FAILED]
+    assert {n: _manifests(_ws(out2, n)) for n in ("a.mp4", "b.mp4")} == before
+
+
+def test_batch_refuses_an_output_folder_of_other_files(tmp_path: Path):
+    folder, out = tmp_path / "videos", tmp_path / "out"
+    _touch(folder / "x.mp4", "not a video")
+    _touch(out / "thesis.tex", "mine")
+    result = runner.invoke(app, ["batch", str(folder), "--out", str(out)])
+    assert result.exit_code == 2 and "thesis.tex" in result.output
+    assert [p.name for p in out.iterdir()] == ["thesis.tex"]
 
 
 @slow

@@ -151,9 +151,15 @@ def test_single_stage_commands_share_the_workspace(workspace: Path):
     assert out.stat().st_size == 32 * n  # 32 bytes a splat
     # a stage whose input is missing says which command to run first
     empty = workspace.parent / "empty"
-    empty.mkdir()
+    (empty / ".vid3d").mkdir(parents=True)
+    (empty / ".vid3d" / "workspace.json").write_text("{}")  # a workspace, with no poses yet
     result = _cli("train", str(empty))
     assert result.exit_code != 0 and "vid3d poses" in result.output
+    # a folder that is not a workspace at all says so
+    other = workspace.parent / "other"
+    other.mkdir()
+    result = _cli("train", str(other))
+    assert result.exit_code == 2 and "not a vid3d workspace" in result.output
 
 
 def test_train_steps_option_sets_the_length_of_the_whole_schedule(workspace: Path):

@@ -6,7 +6,7 @@ worker processes on this machine or as tasks on a Ray cluster. Reads the videos 
 any ``vid3d.toml`` override files next to them; writes::
 
     <out>/<workspace name>/        one workspace per video (see vid3d.workspace)
-    <out>/<workspace name>/batch.log   what the video's worker printed (COLMAP, warnings)
+    <out>/<workspace name>/.vid3d/logs/batch.log   what the video's worker printed
     <out>/summary.csv              one row per video: status, figures, error
     <out>/summary.json             the same rows with more detail, and the batch's settings
 
@@ -25,8 +25,9 @@ Isolation: locally every video runs in its own process (``spawn``), so a crash o
 out-of-memory kill ends that video only; it is recorded as failed with the cause and
 the batch goes on. Workers die with the batch (``PR_SET_PDEATHSIG`` on Linux, and a
 watchdog), so a killed batch leaves no orphan writing into a workspace. A workspace
-is locked while a worker runs in it (``<ws>/.vid3d/batch.lock``): a second batch
-over the same output folder skips it as ``busy``.
+is locked while a worker runs in it (``<ws>/.vid3d/lock``, :func:`vid3d.transaction.locked`):
+a second batch over the same output folder, or a ``vid3d`` command on it, finds it
+``busy``. The output folder must be new, empty, or a batch's (``<out>/.vid3d-batch``).
 
 Per-video configuration, weakest first:
 
@@ -68,8 +69,9 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from . import __version__
 from .config import Config, apply_data, apply_overrides, find_preset, load_config
-from .errors import ConfigError, InputError, Vid3dError
+from .errors import ConfigError, InputError, Vid3dError, WorkspaceBusyError
 from .pipeline import STAGES, is_up_to_date, stage_inputs
+from .transaction import claim, claim_results, locked
 from .workspace import Workspace, write_json, write_text
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi")
@@ -458,29 +460,6 @@ class EventReporter:
         self.emit("log", "warn", message)
 
 
-class _Busy(Exception):
-    pass
-
-
-@contextmanager
-def _workspace_lock(ws: Workspace) -> Iterator[None]:
-    """Hold ``<ws>/.vid3d/batch.lock`` (a POSIX lock, released by the kernel on any exit)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
-    ws.meta.mkdir(parents=True, exist_ok=True)
-    with open(ws.meta / "batch.lock", "a+") as f:
-        try:
-            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except (BlockingIOError, PermissionError) as e:
-            raise _Busy() from e
-        except OSError:  # a file system without locks: go on unlocked
-            pass
-        yield
-
-
 @contextmanager
 def _output_to(path: Path) -> Iterator[None]:
     """Send this process's stdout and stderr (file descriptors 1 and 2) to ``path``."""
@@ -523,11 +502,12 @@ def run_job(job: Job, reporter: EventReporter, threads: int | None = None) -> Vi
 
         torch.set_num_threads(threads)
     try:
-        with _output_to(ws.root / "batch.log"), _workspace_lock(ws):
-            outcomes = reconstruct(job.video, ws, job.config, force=job.force, reporter=reporter)
-    except _Busy:
-        return job_result(job, BUSY, error="another vid3d batch is running this video",
-                          wall=time.perf_counter() - t0)
+        claim(ws, new=True)
+        with locked(ws, "vid3d batch"), _output_to(ws.batch_log):
+            outcomes = reconstruct(job.video, ws, job.config, force=job.force, reporter=reporter,
+                                   command="vid3d batch")
+    except WorkspaceBusyError as e:
+        return job_result(job, BUSY, error=e.message, wall=time.perf_counter() - t0)
     except Vid3dError as e:
         return job_result(job, FAILED, error=e.message, hint=e.hint, error_type=type(e).__name__,
                           wall=time.perf_counter() - t0)
@@ -852,7 +832,7 @@ def run_batch(folder: Path, out: Path, *, preset: str = "default", overrides: Se
                       glob=glob, force=force)
     use_ray = ray or ray_address is not None
     monitor = monitor or NullMonitor()
-    out.mkdir(parents=True, exist_ok=True)
+    claim_results(out)
     rows: dict[str, VideoResult] = {j.name: VideoResult(j.rel, j.name, QUEUED) for j in plan}
     meta = {"folder": str(Path(folder).resolve()), "out": str(out), "preset": preset,
             "overrides": list(overrides), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

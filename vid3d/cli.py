@@ -17,7 +17,9 @@ import typer
 from . import __version__
 from .config import Config, apply_overrides, load_config, load_config_file
 from .console import RichReporter, console, pairs_table, summary_table
-from .errors import Vid3dError
+from rich.markup import escape
+
+from .errors import InputError, Vid3dError, os_error
 from .workspace import Workspace
 
 app = typer.Typer(
@@ -60,18 +62,43 @@ def _main(
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    """Turn library errors into one line and an exit code."""
+    """Turn every failure into one ``error:`` line, a ``hint:`` line and an exit code.
+
+    vid3d's own errors carry their message and hint; file-system errors (disk full,
+    read-only, permissions) get theirs from :func:`vid3d.errors.os_error`; anything
+    else is a bug in vid3d, said in one line (``--verbose`` shows the traceback).
+    """
     try:
         yield
+    except typer.Exit:
+        raise
     except Vid3dError as e:
-        console.print(f"[bold red]error:[/] {e.message}", highlight=False, soft_wrap=True)
-        if e.hint:
-            console.print(f"[dim]hint:[/] {e.hint}", highlight=False, soft_wrap=True)
-        raise typer.Exit(e.exit_code) from None
+        _fail(e.message, e.hint, e.exit_code)
     except KeyboardInterrupt:
-        console.print("[bold red]interrupted[/]: finished stages are kept; "
-                      "run the same command again to resume")
+        console.print("[bold red]interrupted[/]: the stage that was running was undone and "
+                      "finished stages are kept; run the same command again to go on",
+                      highlight=False)
         raise typer.Exit(130) from None
+    except OSError as e:
+        err = os_error(e)
+        _fail(err.message, err.hint, err.exit_code)
+    except Exception as e:  # noqa: BLE001 - a bug must still end in one line and an exit code
+        if _VERBOSE[0]:
+            console.print_exception()
+        first = (str(e).strip().splitlines() or [""])[0]
+        _fail(f"unexpected {type(e).__name__}: {first}",
+              "this is a bug in vid3d; run again with --verbose for the traceback and "
+              "report it", 1)
+
+
+def _fail(message: str, hint: str | None, code: int) -> None:
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    if hint:
+        console.print(f"[dim]hint:[/] {escape(hint)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code) from None
+
+
+_VERBOSE = [False]
 
 
 def _config(ws: Workspace | None, preset: str | None, sets: list[str] | None,
@@ -86,12 +113,14 @@ def _config(ws: Workspace | None, preset: str | None, sets: list[str] | None,
 
 
 def _reporter(quiet: bool, verbose: bool) -> RichReporter:
+    _VERBOSE[0] = verbose
     return RichReporter(0 if quiet else 2 if verbose else 1)
 
 
 def _existing_workspace(path: Path) -> Workspace:
-    from .errors import InputError
-
+    if path.is_file():
+        raise InputError(f"{path} is a file, not a workspace folder",
+                         "give the folder that `vid3d reconstruct` or `vid3d frames` made")
     if not path.is_dir():
         raise InputError(f"workspace {path} does not exist",
                          "run `vid3d reconstruct VIDEO --out DIR` or `vid3d frames VIDEO --out DIR` first")
@@ -99,14 +128,14 @@ def _existing_workspace(path: Path) -> Workspace:
 
 
 def _run(ws: Workspace, cfg: Config, stages: tuple[str, ...], quiet: bool, verbose: bool,
-         **kwargs) -> list:
+         command: str, **kwargs) -> list:
     from .pipeline import run_pipeline
 
     with _reporter(quiet, verbose) as reporter:
-        outcomes = run_pipeline(ws, cfg, stages, reporter=reporter, **kwargs)
+        outcomes = run_pipeline(ws, cfg, stages, reporter=reporter, command=command, **kwargs)
     if not quiet:
-        console.print(summary_table(outcomes, title=f"vid3d · {ws.root}"))
-        console.print(f"report: {ws.report_json}", highlight=False)
+        console.print(summary_table(outcomes, title=f"vid3d · {escape(str(ws.root))}"))
+        console.print(f"report: {escape(str(ws.report_json))}", highlight=False)
     return outcomes
 
 
@@ -123,7 +152,7 @@ def reconstruct(
         ws = Workspace(out or Path("work") / video.stem)
         cfg = _config(ws, preset, set_, device)
         _run(ws, cfg, ("frames", "poses", "splat", "render"), quiet, verbose,
-             video=video, shot=shot, force=force)
+             "vid3d reconstruct", video=video, shot=shot, force=force)
 
 
 @app.command()
@@ -137,7 +166,7 @@ def frames(
     with _errors():
         ws = Workspace(out)
         _run(ws, _config(ws, preset, set_, None), ("frames",), quiet, verbose,
-             video=video, shot=shot, force=force)
+             "vid3d frames", video=video, shot=shot, force=force)
 
 
 @app.command()
@@ -149,7 +178,7 @@ def poses(
     with _errors():
         ws = _existing_workspace(workspace)
         outcomes = _run(ws, _config(ws, preset, set_, device), ("poses",), quiet, verbose,
-                        force=force)
+                        "vid3d poses", force=force)
         table = pairs_table(outcomes[0].metrics)
         if table is not None and not quiet:
             console.print(table)
@@ -169,7 +198,7 @@ def train(
         cfg = _config(ws, preset, set_, device)
         if steps is not None:
             cfg = apply_overrides(cfg, [f"splat.schedule_scale={steps / cfg.splat.steps!r}"])
-        _run(ws, cfg, ("splat",), quiet, verbose, force=force)
+        _run(ws, cfg, ("splat",), quiet, verbose, "vid3d train", force=force)
 
 
 @app.command()
@@ -197,7 +226,8 @@ def render(
                             ("fps", fps), ("aspect", aspect), ("side_by_side", side_by_side)):
             if value is not None:
                 extra.append(f"render.{name}={json.dumps(value)}")
-        _run(ws, _config(ws, preset, set_, device, extra), ("render",), quiet, verbose, force=force)
+        _run(ws, _config(ws, preset, set_, device, extra), ("render",), quiet, verbose,
+             "vid3d render", force=force)
 
 
 @app.command()
@@ -283,5 +313,12 @@ def doctor() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. SIGTERM (kill, a job scheduler) stops a run as Ctrl-C
+    does: the running stage is undone."""
+    import signal
+
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     app()

@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID,
                            TextColumn, TimeElapsedColumn)
 from rich.table import Table
@@ -27,7 +28,7 @@ class _RichTask:
         if total is not None:
             kwargs["total"] = total
         if info is not None:
-            kwargs["info"] = info
+            kwargs["info"] = escape(info)
         self.progress.update(self.task_id, **kwargs)
 
 
@@ -67,7 +68,7 @@ class RichReporter:
         if self.verbosity == 0:
             yield _QuietTask()
             return
-        task_id = self.progress.add_task(description, total=total, info="")
+        task_id = self.progress.add_task(escape(description), total=total, info="")
         try:
             yield _RichTask(self.progress, task_id)
         finally:
@@ -75,15 +76,15 @@ class RichReporter:
 
     def log(self, message: str) -> None:
         if self.verbosity >= 1:
-            self.progress.console.print(f"[dim]·[/] {message}", highlight=False)
+            self.progress.console.print(f"[dim]·[/] {escape(message)}", highlight=False)
 
     def debug(self, message: str) -> None:
         if self.verbosity >= 2:
-            self.progress.console.print(f"[dim]  {message}[/]", highlight=False)
+            self.progress.console.print(f"[dim]  {escape(message)}[/]", highlight=False)
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
-        self.progress.console.print(f"[yellow]warning:[/] {message}", highlight=False)
+        self.progress.console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
 
 def headline(stage: str, m: dict[str, Any]) -> str:
@@ -103,7 +104,8 @@ def headline(stage: str, m: dict[str, Any]) -> str:
                 f"reprojection error {g('mean_reprojection_error', '{:.2f}')} px, "
                 f"{g('points')} points")
     if stage == "splat":
-        return (f"{g('steps')} steps, {g('gaussians')} Gaussians, held-out PSNR "
+        scored = "PSNR on training frames" if m.get("eval_on") == "training" else "held-out PSNR"
+        return (f"{g('steps')} steps, {g('gaussians')} Gaussians, {scored} "
                 f"{g('psnr_initial', '{:.2f}')} -> {g('psnr', '{:.2f}')} dB"
                 + (f" ({m['psnr_raw']:.2f} uncorrected)"
                    if m.get("psnr_raw") is not None and m.get("psnr_raw") != m.get("psnr") else ""))
@@ -123,7 +125,7 @@ def summary_table(outcomes: list, title: str = "vid3d") -> Table:
     table.add_column("result")
     for o in outcomes:
         status = "[green]ran[/]" if o.status == "ran" else "[dim]skipped (up to date)[/]"
-        table.add_row(o.stage, status, f"{o.seconds:.1f} s", headline(o.stage, o.metrics))
+        table.add_row(o.stage, status, f"{o.seconds:.1f} s", escape(headline(o.stage, o.metrics)))
     return table
 
 
@@ -142,7 +144,7 @@ def pairs_table(metrics: dict[str, Any], rows: int = 12) -> Table | None:
         table.add_column(col, justify="left" if col == "frames" else "right")
     weakest = sorted(pairs, key=lambda p: (p.get("verified") or 0, p.get("inlier_ratio") or 0))
     for p in weakest[:rows]:
-        table.add_row(f"{p['name1']} - {p['name2']}", str(p.get("matches")), str(p.get("verified")),
+        table.add_row(escape(f"{p['name1']} - {p['name2']}"), str(p.get("matches")), str(p.get("verified")),
                       f"{p.get('inlier_ratio') or 0:.2f}")
     if len(pairs) > rows:
         verified = sorted(p.get("verified") or 0 for p in pairs)

@@ -7,6 +7,8 @@ text and an exit code (see :mod:`vid3d.cli`).
 
 from __future__ import annotations
 
+import errno
+
 
 class Vid3dError(Exception):
     """Base class of every error vid3d raises on purpose.
@@ -64,3 +66,37 @@ class MissingStageError(Vid3dError):
     """A stage needs the output of an earlier stage that has not run."""
 
     exit_code = 2
+
+
+class WorkspaceError(InputError):
+    """A folder cannot be used as a workspace (not vid3d's, a file, not writable)."""
+
+
+class WorkspaceBusyError(Vid3dError):
+    """Another process is writing the workspace."""
+
+    exit_code = 3
+
+
+class FileSystemError(Vid3dError):
+    """The disk is full, read-only or not writable, or a path cannot be used."""
+
+
+def os_error(e: OSError) -> FileSystemError:
+    """A one-line :class:`FileSystemError` for an ``OSError``: what failed, where, what to try."""
+    where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+    what = e.strerror or str(e)
+    hints = {
+        errno.ENOSPC: "free some disk space and run the command again; finished stages are kept",
+        errno.EDQUOT: "free some space within your quota and run the command again",
+        errno.EFBIG: "the file grew past the size allowed here (ulimit -f); raise the limit "
+                     "or write to another disk",
+        errno.EROFS: "the folder is on a read-only file system: copy the workspace somewhere "
+                     "writable, or give --out a writable folder",
+        errno.EACCES: "you may not write there: check the permissions, or choose another folder",
+        errno.EPERM: "you may not write there: check the permissions, or choose another folder",
+        errno.ENAMETOOLONG: "use a shorter path",
+        errno.EISDIR: "give a file path, not a folder",
+        errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
+    }
+    return FileSystemError(f"{what}{where}", hints.get(e.errno, "check the path and the disk"))

@@ -5,29 +5,34 @@ run. A stage is skipped when its manifest (``<ws>/.vid3d/<stage>.json``) records
 same vid3d version, the same hash of its configuration section, the same fingerprint
 of its inputs (the previous stage's outputs, or the video), and outputs that are still
 as it left them. Otherwise it runs, and the stages after it see changed inputs and run
-too. Writes ``vid3d.toml``, the manifests, ``report.json`` and ``report.html``.
+too. Writes ``vid3d.toml``, the manifests, ``report.json`` and ``report.html``; each stage as
+one transaction under the workspace's lock (:mod:`vid3d.transaction`).
 """
 
 from __future__ import annotations
 
+import copy
 import html
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from .config import Config, dump_config
-from .errors import InputError, MissingStageError
+from .config import Config, dump_config, load_config_file, validate
+from .errors import InputError, MissingStageError, Vid3dError
 from .progress import NULL_REPORTER, Reporter
-from .workspace import Workspace, fingerprint_file, fingerprint_paths, write_json, write_text
+from .transaction import claim, locked, stage_transaction
+from .workspace import (Workspace, fingerprint_file, fingerprint_paths, json_safe, write_json,
+                        write_text)
 
 STAGES = ("frames", "poses", "splat", "render")
 
 #: What each stage needs before it can run, and the command that makes it.
-_NEEDS = {"poses": ("images", "vid3d frames"), "splat": ("sparse0", "vid3d poses"),
+_NEEDS = {"poses": ("images", "vid3d frames VIDEO --out"), "splat": ("sparse0", "vid3d poses"),
           "render": ("ckpt", "vid3d train")}
 
 
@@ -91,13 +96,17 @@ def _stage_function(stage: str) -> Callable[..., dict[str, Any]]:
 def run_stage(ws: Workspace, stage: str, cfg: Config, *, force: bool = False,
               video: Path | None = None, shot: int | None = None,
               reporter: Reporter = NULL_REPORTER) -> StageOutcome:
-    """Run one stage unless it is up to date; write its manifest.
+    """Run one stage unless it is up to date; write its manifest and ``vid3d.toml``.
+
+    The stage runs as one transaction (:func:`vid3d.transaction.stage_transaction`): if
+    it fails, the workspace is left exactly as it was. The caller holds the workspace
+    lock (:func:`run_pipeline` does).
 
     Args:
         ws: The workspace.
         stage: One of :data:`STAGES`.
         cfg: The whole configuration (the stage reads its own section).
-        force: Run even when up to date.
+        force: Run even when up to date, afresh (training does not resume).
         video: The input video (frames stage only).
         shot: Which shot of the video to use (frames stage only; None = the longest).
     """
@@ -106,57 +115,147 @@ def run_stage(ws: Workspace, stage: str, cfg: Config, *, force: bool = False,
         reporter.log(f"{stage}: up to date, skipped")
         m = ws.read_manifest(stage) or {}
         return StageOutcome(stage, "skipped", 0.0, m.get("metrics", {}))
-    ws.manifest_path(stage).unlink(missing_ok=True)
     fn = _stage_function(stage)
-    t0 = time.perf_counter()
-    if stage == "frames":
-        metrics = fn(video, ws, cfg, reporter, shot=shot)
-    else:
-        metrics = fn(ws, cfg, reporter)
-    seconds = time.perf_counter() - t0
-    outputs = stage_outputs(ws, stage)
-    write_json(ws.manifest_path(stage), {
-        "stage": stage,
-        "vid3d_version": __version__,
-        "config_hash": cfg.section_hash(stage),
-        "inputs": inputs,
-        "outputs": [str(p.relative_to(ws.root)) for p in outputs],
-        "output_fingerprint": fingerprint_paths(outputs),
-        "seconds": seconds,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "metrics": metrics,
-    })
+    with stage_transaction(ws, stage):
+        ws.manifest_path(stage).unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        if stage == "frames":
+            metrics = fn(video, ws, cfg, reporter, shot=shot)
+        elif stage == "splat":
+            metrics = fn(ws, cfg, reporter, force=force)
+        else:
+            metrics = fn(ws, cfg, reporter)
+        seconds = time.perf_counter() - t0
+        outputs = stage_outputs(ws, stage)
+        write_json(ws.manifest_path(stage), {
+            "stage": stage,
+            "vid3d_version": __version__,
+            "config_hash": cfg.section_hash(stage),
+            "inputs": inputs,
+            "outputs": [p.relative_to(ws.root).as_posix() for p in outputs],
+            "output_fingerprint": fingerprint_paths(outputs),
+            "seconds": seconds,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "metrics": metrics,
+        })
+        _save_config(ws, cfg, stage)
     return StageOutcome(stage, "ran", seconds, metrics)
+
+
+def _save_config(ws: Workspace, cfg: Config, stage: str) -> None:
+    """Record in ``vid3d.toml`` the configuration a stage has just succeeded with.
+
+    The other stages' sections keep the values of their own last success, so the file
+    always describes the results that are in the workspace.
+    """
+    saved = None
+    if ws.config_toml.is_file():
+        try:
+            saved = load_config_file(ws.config_toml)
+        except Vid3dError:
+            saved = None
+    merged = copy.deepcopy(saved if saved is not None else cfg)
+    setattr(merged, stage, copy.deepcopy(getattr(cfg, stage)))
+    merged.preset, merged.device = cfg.preset, cfg.device
+    write_text(ws.config_toml, dump_config(merged))
+
+
+def check_video(video: Path | None) -> Path:
+    """The input video's path, or an :class:`InputError` that says what is wrong with it."""
+    if video is None:
+        raise InputError("no input video given", "give the video's path: vid3d frames VIDEO --out DIR")
+    video = Path(video)
+    if video.is_dir():
+        raise InputError(f"{video} is a folder, not a video",
+                         f"to reconstruct every video in it, run `vid3d batch {video}`")
+    if not video.exists():
+        raise InputError(f"video {video} does not exist", "check the path")
+    if not video.is_file():
+        raise InputError(f"{video} is not a regular file", "give the path of a video file")
+    try:
+        with open(video, "rb"):
+            pass
+    except OSError as e:
+        raise InputError(f"cannot read {video}: {e.strerror}", "check the file's permissions") from e
+    return video
 
 
 def run_pipeline(ws: Workspace, cfg: Config, stages: tuple[str, ...] = STAGES, *,
                  video: Path | None = None, shot: int | None = None, force: bool = False,
-                 reporter: Reporter = NULL_REPORTER) -> list[StageOutcome]:
+                 reporter: Reporter = NULL_REPORTER, command: str | None = None
+                 ) -> list[StageOutcome]:
     """Run stages in order, skipping those that are up to date, then write the report.
 
-    The resolved configuration is saved to ``<ws>/vid3d.toml`` first.
+    The configuration is validated before anything runs. A workspace that is up to date
+    is not written at all. Otherwise the run holds the workspace's lock; each stage is a
+    transaction, so a failure leaves the stages before it done and the rest of the
+    workspace as it was; a failed run that created the folder removes it again.
+
+    Args:
+        command: How the lock names this run to a second writer. Default: the stages.
+
+    Raises:
+        Vid3dError: A bad input or configuration, a busy or foreign folder, a stage failure.
     """
+    validate(cfg)
     if "frames" in stages:
-        if video is None or not Path(video).is_file():
-            raise InputError(f"video {video} does not exist", "check the path")
-    ws.root.mkdir(parents=True, exist_ok=True)
-    write_text(ws.config_toml, dump_config(cfg))
+        video = check_video(video)
+    existed = ws.root.exists()
+    claim(ws, new="frames" in stages)
+    if not force and ws.report_json.is_file() and not ws.journal.exists():
+        outcomes = _skipped_if_up_to_date(ws, cfg, stages, video, shot)
+        if outcomes is not None:
+            for o in outcomes:
+                reporter.log(f"{o.stage}: up to date, skipped")
+            return outcomes
     outcomes: list[StageOutcome] = []
-    with reporter.task("vid3d", total=len(stages)) as overall:
-        for i, stage in enumerate(stages):
-            overall.update(info=f"stage {i + 1}/{len(stages)}: {stage}")
-            outcomes.append(run_stage(ws, stage, cfg, force=force, video=video, shot=shot,
-                                      reporter=reporter))
-            overall.advance()
-    write_report(ws)
+    try:
+        with locked(ws, command or f"vid3d {' '.join(stages)}"):
+            try:
+                with reporter.task("vid3d", total=len(stages)) as overall:
+                    for i, stage in enumerate(stages):
+                        overall.update(info=f"stage {i + 1}/{len(stages)}: {stage}")
+                        outcomes.append(run_stage(ws, stage, cfg, force=force, video=video,
+                                                  shot=shot, reporter=reporter))
+                        overall.advance()
+            except BaseException:
+                if any(o.status == "ran" for o in outcomes):
+                    try:  # the report shows the stages that did finish
+                        write_report(ws)
+                    except (OSError, Vid3dError):
+                        pass
+                raise
+            if any(o.status == "ran" for o in outcomes) or not ws.report_json.is_file():
+                write_report(ws)
+    except BaseException:
+        if not existed and not any(o.status == "ran" for o in outcomes):
+            shutil.rmtree(ws.root, ignore_errors=True)  # made by this run, and nothing in it
+        raise
+    return outcomes
+
+
+def _skipped_if_up_to_date(ws: Workspace, cfg: Config, stages: tuple[str, ...],
+                           video: Path | None, shot: int | None) -> list[StageOutcome] | None:
+    """The outcomes of a run in which every stage is up to date, else None."""
+    outcomes = []
+    for stage in stages:
+        try:
+            inputs = stage_inputs(ws, stage, cfg, video, shot)
+        except Vid3dError:
+            return None
+        if not is_up_to_date(ws, stage, cfg, inputs):
+            return None
+        outcomes.append(StageOutcome(stage, "skipped", 0.0,
+                                     (ws.read_manifest(stage) or {}).get("metrics", {})))
     return outcomes
 
 
 def reconstruct(video: Path, ws: Workspace, cfg: Config, *, shot: int | None = None,
-                force: bool = False, reporter: Reporter = NULL_REPORTER) -> list[StageOutcome]:
+                force: bool = False, reporter: Reporter = NULL_REPORTER,
+                command: str | None = None) -> list[StageOutcome]:
     """Video in, splats and an orbit video out: every stage in order."""
-    return run_pipeline(ws, cfg, STAGES, video=Path(video), shot=shot, force=force,
-                        reporter=reporter)
+    return run_pipeline(ws, cfg, STAGES, video=video, shot=shot, force=force,
+                        reporter=reporter, command=command or "vid3d reconstruct")
 
 
 def write_report(ws: Workspace) -> dict[str, Any]:
@@ -167,12 +266,12 @@ def write_report(ws: Workspace) -> dict[str, Any]:
         if m is not None:
             stages[stage] = {"seconds": m["seconds"], "finished": m["finished"],
                              "metrics": m["metrics"]}
-    report = {
+    report = json_safe({
         "vid3d_version": __version__,
-        "workspace": str(ws.root),
+        "workspace": ws.root.name,
         "stages": stages,
         "total_seconds": sum(s["seconds"] for s in stages.values()),
-    }
+    })
     write_json(ws.report_json, report)
     write_text(ws.report_html, _report_html(report))
     return report

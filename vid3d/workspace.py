@@ -12,7 +12,13 @@ Layout (a valid COLMAP dataset: ``images/`` + ``sparse/0``)::
     <ws>/splats/                 point_cloud.ply, scene.splat, ckpt.pt
     <ws>/renders/                orbit.mp4
     <ws>/report.json, report.html
+    <ws>/undistorted/            undistorted frames for training (non-pinhole cameras)
+    <ws>/.vid3d/workspace.json   the marker: this folder is a vid3d workspace
     <ws>/.vid3d/<stage>.json     stage manifests
+    <ws>/.vid3d/lock             held by the process writing the workspace
+    <ws>/.vid3d/journal/         the running stage's undo record (vid3d.transaction)
+    <ws>/.vid3d/resume/          state of an unfinished training, to resume from
+    <ws>/.vid3d/logs/            logs of batch workers
 
 Every file is written to a temporary name next to its target and renamed into
 place (:func:`atomic_path`, :func:`atomic_dir`), so an interrupted run never
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import uuid
@@ -109,6 +116,47 @@ class Workspace:
     def meta(self) -> Path:
         return self.root / ".vid3d"
 
+    @property
+    def colmap_masks(self) -> Path:
+        """The masks under COLMAP's names (``<image name>.png``), made by the poses stage."""
+        return self.colmap / "masks"
+
+    @property
+    def undistorted(self) -> Path:
+        """The cache of undistorted images and masks (non-pinhole cameras only)."""
+        return self.root / "undistorted"
+
+    @property
+    def marker(self) -> Path:
+        """The file that makes a folder a vid3d workspace."""
+        return self.meta / "workspace.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.meta / "lock"
+
+    @property
+    def journal(self) -> Path:
+        return self.meta / "journal"
+
+    @property
+    def logs(self) -> Path:
+        return self.meta / "logs"
+
+    @property
+    def batch_log(self) -> Path:
+        """What a batch worker printed while it ran this workspace."""
+        return self.logs / "batch.log"
+
+    @property
+    def resume_ckpt(self) -> Path:
+        """Training state of an unfinished training run (``--force`` discards it).
+
+        Kept apart from ``splats/ckpt.pt`` so that an interrupted or failed training
+        never changes a finished workspace's splats; the next run resumes from it.
+        """
+        return self.meta / "resume" / "splat.pt"
+
     def manifest_path(self, stage: str) -> Path:
         return self.meta / f"{stage}.json"
 
@@ -172,33 +220,64 @@ def atomic_dir(path: Path) -> Iterator[Path]:
 def write_text(path: Path, text: str) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write a JSON file atomically (indented, UTF-8)."""
-    write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+    """Write a JSON file atomically (indented, UTF-8, strict: NaN and infinities become null)."""
+    text = json.dumps(json_safe(data), indent=2, allow_nan=False, ensure_ascii=False)
+    write_text(path, text + "\n")
 
 
-def _json_default(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
+    """``obj`` with paths as strings, arrays as lists and non-finite floats as None."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
     if isinstance(obj, Path):
         return str(obj)
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
+    if hasattr(obj, "tolist"):  # numpy and torch arrays and scalars
+        return json_safe(obj.tolist())
     if hasattr(obj, "item"):
-        return obj.item()
+        return json_safe(obj.item())
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")
 
 
 def fingerprint_paths(paths: list[Path]) -> str:
-    """A hash of files' names, sizes and modification times (folders recursively)."""
+    """A hash of files' contents and names (folders recursively).
+
+    Names are taken relative to each path's parent, so a workspace that is copied or
+    moved keeps its fingerprints; contents, not modification times, so a copy that
+    did not keep the times does too.
+    """
     h = hashlib.sha256()
     for p in sorted(Path(p) for p in paths):
         files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
         for q in files:
-            st = q.stat()
-            h.update(f"{q}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            rel = q.relative_to(p.parent).as_posix()
+            h.update(f"{rel}\0{q.stat().st_size}\0{_content_hash(q)}\n".encode())
     return h.hexdigest()[:16]
+
+
+_HASHES: dict[tuple[str, int, int, int], str] = {}
+
+
+def _content_hash(path: Path) -> str:
+    """SHA-256 of a file, remembered for this process while size, inode and mtime hold."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_ino, st.st_mtime_ns)
+    if key not in _HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        _HASHES[key] = h.hexdigest()
+    return _HASHES[key]
 
 
 def fingerprint_file(path: Path) -> str:

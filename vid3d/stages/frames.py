@@ -200,6 +200,9 @@ def _small_for(p: _Pass1, index: int) -> np.ndarray:
     return p.small[key]
 
 
+MIN_CORNERS = 8  # fewer trackable corners than this in every frame: nothing to reconstruct
+
+
 def _motion(p: _Pass1, selected: list[int], box: tuple[int, int, int, int],
             exclude: np.ndarray | None, fc: FramesConfig, diag: float
             ) -> tuple[dict[int, float], list[int], float, float]:
@@ -233,6 +236,17 @@ def _motion(p: _Pass1, selected: list[int], box: tuple[int, int, int, int],
     # (frames that did not move at all, as repeated frames of screen captures, do not count)
     step = max(1, (len(selected) - 1) // MOTION_SAMPLES)
     consecutive = [disp(selected[k], selected[k + 1]) for k in range(0, len(selected) - 1, step)]
+    if tracks and all(t.points is None or len(t.points) < MIN_CORNERS for t in tracks.values()):
+        raise InputError("the frames have almost nothing to track (blank or uniform pictures): "
+                         "structure from motion needs a textured, static scene",
+                         "check that the clip shows a scene; a black or single-colour clip "
+                         "cannot be reconstructed")
+    if consecutive and not any(np.isfinite(c) for c in consecutive):
+        raise InputError("no two consecutive frames show the same things (every feature is lost "
+                         "between them): the clip looks like noise, or the picture changes "
+                         "completely from frame to frame",
+                         "use a continuous shot of a scene; for a fast camera, keep more frames "
+                         "(--set frames.target_fps=...)")
     moving = [c for c in consecutive if np.isfinite(c) and c > NOISE_MOTION]
     typical = float(np.percentile(moving, 75)) if moving else float("inf")
     threshold = max(NOISE_MOTION, min(fc.dup_motion, SLOW_CLIP_FACTOR * typical))
@@ -445,6 +459,6 @@ def run(video: Path, ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPOR
     metrics["timing"] = {"analyse": round(t_analysed - t_start, 3),
                          "select": round(t_selected - t_analysed, 3),
                          "write": round(t_end - t_selected, 3), "total": round(t_end - t_start, 3)}
-    reporter.log(f"kept {len(kept)} of {n} frames ("
-                 + ", ".join(f"{v} {k}" for k, v in sorted(dropped.items())) + ")")
+    why = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in sorted(dropped.items()) if v)
+    reporter.log(f"kept {len(kept)} of {n} frames" + (f" (dropped: {why})" if why else ""))
     return metrics

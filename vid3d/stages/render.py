@@ -379,7 +379,7 @@ def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER) -> dict[
                                 "run `vid3d train` on the workspace first")
     device = resolve_device(cfg.device)
     backend = _resolve_backend(cfg.splat.backend, device)
-    ckpt = load_checkpoint(ws.ckpt, device="cpu")
+    ckpt = load_checkpoint(ws.ckpt, device="cpu", require_finished=True)  # valid and finished
     T = np.asarray(ckpt.normalization, dtype=np.float64)  # SfM frame -> splats' frame
 
     side_images = None
