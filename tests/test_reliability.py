@@ -409,7 +409,9 @@ def test_interrupted_in_every_stage(good, stage, sig):
     proc.send_signal(sig)
     output, _ = proc.communicate(timeout=120)
     if sig == signal.SIGINT:
-        assert proc.returncode == 130, output
+        # 130, or killed by SIGINT after the clean-up (Python does that when an interrupt
+        # lands in its own shutdown): the shell reports both as 130
+        assert proc.returncode in (130, -signal.SIGINT), output
         assert "Traceback" not in output and "interrupted" in output, output
         assert snapshot(ws) == before  # undone on the spot
     else:
@@ -429,7 +431,7 @@ def test_two_writers_at_once(good):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    assert proc.returncode in (130, -signal.SIGINT)
     assert snapshot(ws) == before
 
 
@@ -483,7 +485,8 @@ def test_disk_full_during_training(good, tmp_path):
                          cwd=REPO, timeout=600)
     text = out.stdout + out.stderr
     assert "rc=0" not in text and "rc=" in text, text
-    assert_one_error(out.stderr, "No space left on device")
+    line = assert_one_error(out.stderr)
+    assert "No space left on device" in line or "disk is full" in line, line
     snap = json.loads(text.split("SNAP", 1)[1].splitlines()[0])
     assert snap == before
 

@@ -8,6 +8,7 @@ text and an exit code (see :mod:`vid3d.cli`).
 from __future__ import annotations
 
 import errno
+import shutil
 
 
 class Vid3dError(Exception):
@@ -100,3 +101,25 @@ def os_error(e: OSError) -> FileSystemError:
         errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
     }
     return FileSystemError(f"{what}{where}", hints.get(e.errno, "check the path and the disk"))
+
+
+def storage_hint(path) -> str | None:
+    """Why writes under ``path`` may be failing, if the disk says so: little free space, or
+    a file-size limit (``ulimit -f``) on this process. None when neither holds."""
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        free = None
+    if free is not None and free < 256 << 20:
+        return (f"only {free / 2**20:.0f} MB are free on the disk of {path}: free some space "
+                "and run the command again")
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if soft != resource.RLIM_INFINITY:
+            return (f"files may not grow past {soft} bytes here (ulimit -f): raise the limit "
+                    "and run the command again")
+    except (ImportError, OSError, ValueError):
+        pass
+    return None

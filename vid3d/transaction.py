@@ -11,9 +11,10 @@ repository:
   it ends, so a killed process's lock is simply taken over). A second writer is refused
   with a line naming the holder.
 - **All or nothing per stage** (:func:`stage_transaction`). Before a stage runs,
-  ``.vid3d/journal/`` records every file of the workspace as a hard link (vid3d writes
-  every output to a new file and renames it into place, so the links keep the old
-  bytes). A stage that fails, is interrupted, or whose process is killed is undone:
+  ``.vid3d/journal/`` records every file of the workspace as a hard link: no copy, no
+  disk space. This relies on one rule that all vid3d code keeps: a workspace file is
+  never changed in place, only replaced by a new file renamed over it
+  (:func:`vid3d.workspace.atomic_path`), so the links keep the old bytes. A stage that fails, is interrupted, or whose process is killed is undone:
   on the spot, or by the next command that takes the lock (:func:`recover`). Files the
   stage added are removed and every recorded file is put back as it was.
 
@@ -42,8 +43,6 @@ from .workspace import Workspace, write_json
 #: Entries of ``.vid3d/`` that belong to running processes, not to results.
 _PROCESS_STATE = ("lock", "journal", "resume", "logs")
 _JOURNAL_TMP = ".journal.tmp-"
-#: Files that a library might change in place: copied into the journal, not linked.
-_COPY_SUFFIXES = (".db",)
 
 
 def _is_state(rel_parts: tuple[str, ...]) -> bool:
@@ -270,8 +269,6 @@ def _begin(ws: Workspace, stage: str) -> None:
             dst.parent.mkdir(parents=True, exist_ok=True)
             if src.is_symlink():
                 os.symlink(os.readlink(src), dst)
-            elif src.suffix in _COPY_SUFFIXES:
-                shutil.copy2(src, dst)
             else:
                 try:
                     os.link(src, dst)

@@ -187,6 +187,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        if not e.filename:  # a writer that says "disk full" without saying where
+            e.filename = str(path)
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

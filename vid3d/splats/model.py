@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import InputError, TrainingError
+from ..errors import FileSystemError, InputError, TrainingError, storage_hint
 from ..workspace import atomic_path
 
 PARAM_NAMES = ("means", "quats", "scales", "opacities", "sh0", "shN")
@@ -171,7 +171,15 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
         "state": ckpt.state,
     }
     with atomic_path(path) as tmp:
-        torch.save(data, tmp)
+        try:
+            torch.save(data, tmp)
+        except RuntimeError as e:  # torch's zip writer reports a failed write this way
+            hint = storage_hint(Path(path).parent)
+            why = ("the disk is full or a file-size limit was reached" if hint
+                   else str(e).strip().splitlines()[0][:200])
+            raise FileSystemError(f"cannot write {path}: {why}",
+                                  hint or "check free disk space and the folder's permissions"
+                                  ) from e
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu", *,

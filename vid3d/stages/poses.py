@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Config, PosesConfig
-from ..errors import ConfigError, MissingStageError, PosesError
+from ..errors import ConfigError, MissingStageError, PosesError, storage_hint
 from ..progress import NULL_REPORTER, Reporter
 from ..sfm import colmap
 from ..sfm.calibration import focal_from_fundamentals
@@ -406,7 +406,7 @@ def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER) -> dict[
             timings["write"] = time.perf_counter() - t0
     except (RuntimeError, ValueError) as e:  # pycolmap's checks; ours are Vid3dErrors
         raise PosesError(f"COLMAP failed: {str(e).strip().splitlines()[-1][:300]}",
-                         f"see {ws.colmap / 'colmap.log'}") from e
+                         storage_hint(ws.root) or f"see {ws.colmap / 'colmap.log'}") from e
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

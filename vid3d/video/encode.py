@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, InputError, RenderError
+from ..errors import ConfigError, InputError, RenderError, storage_hint
 from ..workspace import atomic_path
 
 RESOLUTIONS = {"360p": 360, "480p": 480, "720p": 720, "1080p": 1080, "1440p": 1440, "2160p": 2160}
@@ -245,7 +245,8 @@ class VideoWriter:
                     self._proc = proc
                     msg = self._stderr()
                     raise RenderError(f"ffmpeg failed to encode {self.path.name}: {msg}",
-                                      "check free disk space and `vid3d doctor`")
+                                      storage_hint(self.path.parent)
+                                      or "check free disk space and `vid3d doctor`")
                 if self.frames == 0:
                     raise RenderError(f"no frames were written to {self.path.name}",
                                       "render at least one frame")
