@@ -19,10 +19,17 @@ from vid3d.splats import _cpu_kernel
 from vid3d.splats._projection import (
     isect_tiles,
     project_gaussians,
-    quat_scale_to_covar,
+    quat_scale_to_matrix,
     spherical_harmonics,
 )
 from vid3d.splats.rasterize import kernel_status, rasterize, resolve_backend
+
+
+def quat_scale_to_covar(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """3D covariances ``R S S^T R^T`` [N, 3, 3] from quaternions [N, 4] and scales [N, 3]."""
+    M = quat_scale_to_matrix(quats, scales)  # [N, 3, 3]
+    return M @ M.transpose(-1, -2)
+
 
 PARAMS = ("means", "quats", "scales", "opacities", "colors")
 GARDEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsplat" / "test_garden.npz"

@@ -18,7 +18,7 @@ import torch
 from vid3d.config import Config, SplatConfig
 from vid3d.errors import InputError, TrainingError
 from vid3d.splats.losses import psnr
-from vid3d.splats.model import (Checkpoint, export, load_checkpoint, load_ply, save_checkpoint,
+from vid3d.splats.model import (Checkpoint, export, load_checkpoint, save_checkpoint,
                                 to_world)
 from vid3d.splats.strategies import binomial_table, compute_relocation_torch
 from vid3d.splats.trainer import Trainer, held_out_ids, load_train_data, train
@@ -103,6 +103,22 @@ def test_opacity_reset_happens(scene):
     assert trainer.strategy.resets == 1
     opacities = torch.sigmoid(trainer.splats["opacities"])
     assert float(opacities.max().detach()) <= trainer.strategy.prune_opa * 2.0 + 1e-6
+
+
+def test_gsplat_still_never_resets_opacities_itself(scene):
+    """vid3d's DefaultStrategy adds the opacity reset that gsplat 1.5.3's never fires
+    (``step % reset_every == 0 & step > 0`` is ``step % reset_every == (0 & step) > 0``).
+    If this fails, gsplat has fixed its bug: remove vid3d's reset, or resets run twice."""
+    from gsplat.strategy import DefaultStrategy as GsplatDefault
+
+    trainer = Trainer(load_train_data(scene, 8, CPU), _cfg(reset_every=30, refine_start=1000), CPU)
+    _, info = trainer.render([0])
+    info["means2d"].sum().backward()
+    before = trainer.splats["opacities"].detach().clone()
+    GsplatDefault.step_post_backward(trainer.strategy, trainer.splats, trainer.optimizers,
+                                     trainer.strategy_state, 30, info, packed=False)
+    assert torch.equal(trainer.splats["opacities"].detach(), before), (
+        "gsplat's DefaultStrategy reset the opacities itself: drop vid3d's workaround")
 
 
 def test_mcmc_runs_on_cpu_and_fills_its_budget(scene):
@@ -488,3 +504,35 @@ def test_checkpoint_loads_weights_only_and_ply_round_trips(scene, tmp_path):
         assert torch.allclose(back[k], world[k].float()), k
     # the PLY is in the SfM frame: its centre is the scene's, not the normalised origin
     assert np.allclose(back["means"].mean(0).numpy(), scene.points.mean(0), atol=0.3)
+
+
+def load_ply(path: Path) -> dict[str, torch.Tensor]:
+    """Read a standard 3DGS PLY into splat parameters (log scales, logit opacities).
+
+    Returns:
+        ``means [N, 3]``, ``quats [N, 4]``, ``scales [N, 3]``, ``opacities [N]``,
+        ``sh0 [N, 1, 3]``, ``shN [N, K-1, 3]``.
+    """
+    from plyfile import PlyData
+
+    try:
+        v = PlyData.read(str(path))["vertex"]
+    except Exception as e:  # plyfile raises several types for foreign files
+        raise ValueError(f"{path} is not a readable PLY file: {e}") from e
+    names = [p.name for p in v.properties]
+
+    def cols(prefix: str) -> np.ndarray:
+        keys = sorted((n for n in names if n.startswith(prefix)), key=lambda n: int(n.rsplit("_", 1)[1]))
+        return np.stack([np.asarray(v[k], dtype=np.float32) for k in keys], axis=1)
+
+    rest = cols("f_rest_") if any(n.startswith("f_rest_") for n in names) else np.zeros((len(v), 0))
+    n = len(v)
+    return {
+        "means": torch.from_numpy(np.stack([v["x"], v["y"], v["z"]], 1).astype(np.float32)),
+        "quats": torch.from_numpy(cols("rot_")),
+        "scales": torch.from_numpy(cols("scale_")),
+        "opacities": torch.from_numpy(np.asarray(v["opacity"], dtype=np.float32)),
+        "sh0": torch.from_numpy(cols("f_dc_"))[:, None, :],
+        # PLY stores the rest channel-major: [N, 3, K-1]
+        "shN": torch.from_numpy(rest.reshape(n, 3, -1)).transpose(1, 2).contiguous(),
+    }

@@ -62,11 +62,6 @@ class CameraPath:
     def __len__(self) -> int:
         return len(self.camtoworlds)
 
-    @property
-    def viewmats(self) -> np.ndarray:
-        """[F, 4, 4] world-to-camera matrices."""
-        return np.linalg.inv(self.camtoworlds)
-
     def transformed(self, T: np.ndarray) -> "CameraPath":
         """The path moved by a similarity ``T [4, 4]`` (rotation times scale, translation).
 

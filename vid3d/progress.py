@@ -29,6 +29,9 @@ class Task(Protocol):
 
 
 class Reporter(Protocol):
+    warnings: list[str]
+    """The warnings given so far (the CLI's and batch's reporters keep them for the summary)."""
+
     def task(self, description: str, total: float | None = None) -> "_TaskContext":
         """A context manager yielding a :class:`Task`; the bar is removed on exit."""
 
@@ -56,10 +59,12 @@ class _TaskContext(Protocol):
 
 
 class NullReporter:
-    """A reporter that reports nothing; warnings are kept in ``warnings``."""
+    """A reporter that reports nothing and keeps nothing (``warnings`` stays empty, so the
+    shared :data:`NULL_REPORTER` does not grow over a long process)."""
 
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
+    @property
+    def warnings(self) -> list[str]:
+        return []
 
     @contextmanager
     def task(self, description: str, total: float | None = None) -> Iterator[Task]:
@@ -72,7 +77,33 @@ class NullReporter:
         pass
 
     def warn(self, message: str) -> None:
-        self.warnings.append(message)
+        pass
 
 
 NULL_REPORTER = NullReporter()
+
+
+class CollectingReporter:
+    """Passes everything on to ``inner`` and keeps the warnings given through it, so a
+    stage can record its own warnings whatever reporter it was given.
+
+    Args:
+        inner: The reporter to pass messages on to.
+    """
+
+    def __init__(self, inner: Reporter) -> None:
+        self.inner = inner
+        self.warnings: list[str] = []
+
+    def task(self, description: str, total: float | None = None) -> "_TaskContext":
+        return self.inner.task(description, total)
+
+    def log(self, message: str) -> None:
+        self.inner.log(message)
+
+    def debug(self, message: str) -> None:
+        self.inner.debug(message)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        self.inner.warn(message)

@@ -46,42 +46,21 @@ class Scene:
         return replace(self, camtoworlds=c2w, points=points)
 
 
-def normalization_transform(camtoworlds: np.ndarray, align_up: bool = False) -> np.ndarray:
-    """A similarity that centres the cameras and scales them into the unit ball.
+def normalization_transform(camtoworlds: np.ndarray) -> np.ndarray:
+    """A similarity that centres the cameras and scales them into the unit ball (no
+    rotation, so splats' spherical harmonics need none when they go back to the SfM frame).
 
     Args:
         camtoworlds: [N, 4, 4] cameras.
-        align_up: Also rotate the cameras' mean up direction (-y in OpenCV axes) onto
-            +z. Default: False, so that splats' spherical harmonics need no rotation
-            when they are moved back to the SfM frame.
 
     Returns:
         [4, 4] float64 ``T`` with ``x_normalized = T @ x_world``.
     """
     centers = camtoworlds[:, :3, 3]
-    R = np.eye(3)
-    if align_up:
-        up = -camtoworlds[:, :3, 1].mean(axis=0)
-        up /= np.linalg.norm(up) + 1e-12
-        R = _rotation_a_to_b(up, np.array([0.0, 0.0, 1.0]))
     center = centers.mean(axis=0)
     dist = np.linalg.norm(centers - center, axis=1).max()
     scale = 1.0 / dist if dist > 1e-9 else 1.0
     T = np.eye(4)
-    T[:3, :3] = scale * R
-    T[:3, 3] = -scale * (R @ center)
+    T[:3, :3] = scale * np.eye(3)
+    T[:3, 3] = -scale * center
     return T
-
-
-def _rotation_a_to_b(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The smallest rotation turning unit vector ``a`` onto unit vector ``b``."""
-    v = np.cross(a, b)
-    c = float(np.dot(a, b))
-    if c < -1 + 1e-9:  # opposite: turn 180 degrees about any axis perpendicular to a
-        axis = np.cross(a, [1.0, 0.0, 0.0])
-        if np.linalg.norm(axis) < 1e-6:
-            axis = np.cross(a, [0.0, 1.0, 0.0])
-        axis /= np.linalg.norm(axis)
-        return 2 * np.outer(axis, axis) - np.eye(3)
-    vx = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
-    return np.eye(3) + vx + vx @ vx / (1 + c)

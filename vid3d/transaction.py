@@ -315,8 +315,12 @@ def recover(ws: Workspace) -> bool:
 
 
 def rollback(ws: Workspace) -> None:
-    """Put the workspace back as the open journal recorded it, then close the journal."""
-    index = json.loads((ws.journal / "journal.json").read_text())
+    """Put the workspace back as the open journal recorded it, then close the journal
+    (nothing to do when no journal is open)."""
+    try:
+        index = json.loads((ws.journal / "journal.json").read_text())
+    except FileNotFoundError:
+        return
     saved = ws.journal / "files"
     dirs, files = set(index["dirs"]), set(index["files"])
     root = ws.root

@@ -66,23 +66,6 @@ def quat_scale_to_matrix(
     return R * scales[..., None, :]
 
 
-def quat_scale_to_covar(
-    quats: Tensor,  # [N, 4] wxyz, not necessarily normalised
-    scales: Tensor,  # [N, 3]
-) -> Tensor:
-    """3D covariances ``R S S^T R^T`` from rotations and scales.
-
-    Args:
-        quats: Quaternions (w, x, y, z); they are normalised here. [N, 4]
-        scales: Standard deviations along the local axes (not log). [N, 3]
-
-    Returns:
-        Covariance matrices. [N, 3, 3]
-    """
-    M = quat_scale_to_matrix(quats, scales)  # [N, 3, 3]
-    return M @ M.transpose(-1, -2)
-
-
 def project_gaussians(
     means: Tensor,  # [N, 3]
     quats: Tensor,  # [N, 4]

@@ -260,38 +260,6 @@ def to_world(splats: dict[str, torch.Tensor], normalization: np.ndarray) -> dict
     return out
 
 
-def load_ply(path: Path) -> dict[str, torch.Tensor]:
-    """Read a standard 3DGS PLY into splat parameters (log scales, logit opacities).
-
-    Returns:
-        ``means [N, 3]``, ``quats [N, 4]``, ``scales [N, 3]``, ``opacities [N]``,
-        ``sh0 [N, 1, 3]``, ``shN [N, K-1, 3]``.
-    """
-    from plyfile import PlyData
-
-    try:
-        v = PlyData.read(str(path))["vertex"]
-    except Exception as e:  # plyfile raises several types for foreign files
-        raise InputError(f"{path} is not a readable PLY file: {e}") from e
-    names = [p.name for p in v.properties]
-
-    def cols(prefix: str) -> np.ndarray:
-        keys = sorted((n for n in names if n.startswith(prefix)), key=lambda n: int(n.rsplit("_", 1)[1]))
-        return np.stack([np.asarray(v[k], dtype=np.float32) for k in keys], axis=1)
-
-    rest = cols("f_rest_") if any(n.startswith("f_rest_") for n in names) else np.zeros((len(v), 0))
-    n = len(v)
-    return {
-        "means": torch.from_numpy(np.stack([v["x"], v["y"], v["z"]], 1).astype(np.float32)),
-        "quats": torch.from_numpy(cols("rot_")),
-        "scales": torch.from_numpy(cols("scale_")),
-        "opacities": torch.from_numpy(np.asarray(v["opacity"], dtype=np.float32)),
-        "sh0": torch.from_numpy(cols("f_dc_"))[:, None, :],
-        # PLY stores the rest channel-major: [N, 3, K-1]
-        "shN": torch.from_numpy(rest.reshape(n, 3, -1)).transpose(1, 2).contiguous(),
-    }
-
-
 def export(splats: dict[str, torch.Tensor], path: Path, format: str = "ply") -> None:
     """Write splats as a standard 3DGS PLY (``format="ply"``) or ``.splat`` file, atomically.
 

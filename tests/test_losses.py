@@ -1,0 +1,50 @@
+"""The training losses against well-known implementations."""
+
+from __future__ import annotations
+
+import cv2
+import pytest
+import torch
+from pytorch_msssim import ssim as reference_ssim
+
+from vid3d.splats.losses import psnr, ssim_map
+
+from .conftest import data_path
+
+
+def _pair() -> tuple[torch.Tensor, torch.Tensor]:
+    """A real frame and a blurred, shifted, noisy copy of it: [1, H, W, 3] in [0, 1]."""
+    cap = cv2.VideoCapture(str(data_path("re10k/videos/0bf152ef84195293.mp4")))
+    ok, frame = cap.read()
+    assert ok
+    a = torch.from_numpy(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)).double() / 255.0
+    b = torch.from_numpy(cv2.GaussianBlur(frame, (5, 5), 1.2)[2:, 1:]).double().flip(-1) / 255.0
+    g = torch.Generator().manual_seed(0)
+    b = (b + 0.03 * torch.randn(b.shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+    h, w = b.shape[:2]
+    return a[None, :h, :w], b[None]
+
+
+def test_ssim_matches_pytorch_msssim_inside_the_border():
+    a, b = _pair()
+    ours = ssim_map(a, b)  # [1, H, W], zero padding at the borders (as the 3DGS code)
+    # pytorch-msssim filters without padding: its mean is over the pixels 5 or more away
+    # from the border, where zero padding plays no part
+    ref = reference_ssim(a.permute(0, 3, 1, 2), b.permute(0, 3, 1, 2), data_range=1.0,
+                         win_size=11, win_sigma=1.5, K=(0.01, 0.03))
+    inner = ours[:, 5:-5, 5:-5].mean()
+    assert 0.3 < float(ref) < 0.95  # a real, imperfect match
+    # (pytorch-msssim builds its window in float32: the two agree to its precision)
+    assert float(inner) == pytest.approx(float(ref), abs=1e-5)
+    # and a worse copy scores lower in both
+    worse = (b + 0.1 * torch.randn(b.shape, generator=torch.Generator().manual_seed(1),
+                                   dtype=torch.float64)).clamp(0, 1)
+    assert float(ssim_map(a, worse)[:, 5:-5, 5:-5].mean()) < float(inner) - 0.05
+    # identical images score 1 everywhere, including the borders
+    assert torch.allclose(ssim_map(a, a), torch.ones_like(ours), atol=1e-9)
+
+
+def test_psnr_of_a_known_error():
+    a = torch.full((1, 8, 8, 3), 0.5)
+    b = a + 0.1  # MSE 0.01: 20 dB
+    assert psnr(b, a) == pytest.approx(20.0, abs=1e-4)
