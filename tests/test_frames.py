@@ -14,10 +14,10 @@ import pytest
 from .conftest import data_path
 from vid3d.config import Config
 from vid3d.errors import InputError, NotEnoughMotionError, VideoError
-from vid3d.progress import NullReporter
+from vid3d.progress import CollectingReporter, NullReporter
 from vid3d.stages import frames
 from vid3d.video import analysis
-from vid3d.video.decode import VideoReader, probe
+from vid3d.video.decode import VideoReader, probe_video
 from vid3d.workspace import Workspace
 
 RE10K = "re10k/videos/0bf152ef84195293.mp4"  # 16 frames, 384x256, 8 fps, moving camera
@@ -117,7 +117,7 @@ def test_ui_overlay_is_masked(tmp_path):
     assert m["overlay_mask"] and m["output_size"] == [640, 324]
     masks = sorted(ws.masks.glob("*.png"))
     images = sorted(ws.images.glob("*.jpg"))
-    assert [frames.mask_name(p.name) for p in images] == [p.name for p in masks]
+    assert [ws.mask_for(p.name) for p in images] == masks
     mask = cv2.imread(str(masks[0]), cv2.IMREAD_GRAYSCALE)
     assert mask.shape == (324, 640) and set(np.unique(mask)) <= {0, 255}
     ignored = mask == 0
@@ -136,7 +136,7 @@ def test_ui_overlay_is_masked(tmp_path):
 def test_no_overlay_no_masks_and_stale_masks_removed(tmp_path):
     ws = Workspace(tmp_path / "ws")
     ws.masks.mkdir(parents=True)
-    (ws.masks / "frame_00003.png").write_bytes(b"stale")
+    ws.mask_for("frame_00003.jpg").write_bytes(b"stale")
     m = frames.run(data_path(RE10K), ws, Config())
     assert not m["overlay_mask"] and not ws.masks.exists()
 
@@ -243,7 +243,7 @@ def test_rotation_metadata_is_applied(tmp_path):
     rotated = tmp_path / "rot90.mp4"
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-display_rotation", "90",
                     "-i", str(src), "-c", "copy", str(rotated)], check=True)
-    info = probe(rotated)
+    info = probe_video(rotated)
     assert info.rotation == 90 and (info.width, info.height) == (256, 384)
     ws = Workspace(tmp_path / "ws")
     m = frames.run(rotated, ws, Config())
@@ -300,10 +300,11 @@ def test_truncated_video(tmp_path):
     # most of it decodes: a warning, and the frames that decoded
     mostly = tmp_path / "mostly.mp4"
     mostly.write_bytes(data[: int(len(data) * 0.8)])
-    rep = NullReporter()
+    rep = CollectingReporter(NullReporter())
     m = frames.run(mostly, Workspace(tmp_path / "a"), cfg, rep)
     assert 25 <= m["decoded"] < 49 and m["coverage"] < 0.95
-    assert any("decoded only up to" in w for w in rep.warnings) and m["warnings"]
+    assert any("decoded only up to" in w for w in rep.warnings)
+    assert any("decoded only up to" in w for w in m["warnings"])
     # a small part decodes: an error
     little = tmp_path / "little.mp4"
     little.write_bytes(data[: int(len(data) * 0.25)])

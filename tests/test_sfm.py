@@ -148,7 +148,7 @@ def test_load_scene_reprojects_points(solved):
     ids = colmap.model_cameras(rec)["point_ids"]
     assert scene.points.shape == (len(ids), 3) and scene.colors.dtype == np.uint8
     for k in (0, 7, 15):
-        xy, pids = colmap.observations(rec, scene.names[k], K=scene.Ks[k])  # in the pinhole image
+        xy, pids = observations(rec, scene.names[k], K=scene.Ks[k])  # in the pinhole image
         X = scene.points[np.searchsorted(ids, pids)]  # [M, 3]
         w2c = np.linalg.inv(scene.camtoworlds[k])
         cam = X @ w2c[:3, :3].T + w2c[:3, 3]
@@ -165,27 +165,27 @@ def test_load_scene_undistorts_radial_camera(tmp_path):
     decode(DATA / "re10k" / "videos" / f"{CLIP}.mp4", ws.images, every=2)
     ws.masks.mkdir()
     for p in sorted(ws.images.iterdir()):  # the frames stage's naming: masks/<stem>.png
-        cv2.imwrite(str(ws.masks / f"{p.stem}.png"), np.full((256, 384), 255, np.uint8))
+        cv2.imwrite(str(ws.mask_for(p.name)), np.full((256, 384), 255, np.uint8))
     cfg = Config()
     cfg.poses.camera_model = "SIMPLE_RADIAL"
     m = poses.run(ws, cfg)
     assert m["camera_model"] == "SIMPLE_RADIAL" and m["registered"] == 8
-    assert sorted(p.name for p in (ws.colmap / "masks").iterdir())[0] == "frame_00000.jpg.png"
+    assert sorted(p.name for p in ws.colmap_masks.iterdir())[0] == "frame_00000.jpg.png"
     scene = load_scene(ws)
-    assert all(p.parent == ws.root / "undistorted" / "images" and p.is_file() for p in scene.image_paths)
+    assert all(p.parent == ws.undistorted / "images" and p.is_file() for p in scene.image_paths)
     assert all(p is not None and p.is_file() for p in scene.mask_paths)
     img = cv2.imread(str(scene.image_paths[0]))
     assert img.shape[:2] == (scene.height, scene.width)
     rec = colmap.read_model(ws.sparse0)
     ids = colmap.model_cameras(rec)["point_ids"]
-    xy, pids = colmap.observations(rec, scene.names[3], K=scene.Ks[3])
+    xy, pids = observations(rec, scene.names[3], K=scene.Ks[3])
     w2c = np.linalg.inv(scene.camtoworlds[3])
     cam = scene.points[np.searchsorted(ids, pids)] @ w2c[:3, :3].T + w2c[:3, 3]
     uv = cam @ scene.Ks[3].T
     assert np.median(np.linalg.norm(uv[:, :2] / uv[:, 2:] - xy, axis=1)) < 1.0
-    stamp = (ws.root / "undistorted" / "stamp.json").stat().st_mtime_ns
+    stamp = (ws.undistorted / "stamp.json").stat().st_mtime_ns
     load_scene(ws)  # cached: not re-made
-    assert (ws.root / "undistorted" / "stamp.json").stat().st_mtime_ns == stamp
+    assert (ws.undistorted / "stamp.json").stat().st_mtime_ns == stamp
 
 
 @needs_data
@@ -276,3 +276,30 @@ def test_focal_from_fundamentals_recovers_focal():
         Fs.append(Kinv.T @ tx @ R @ Kinv)
     out = focal_from_fundamentals(np.array(Fs), np.ones(len(Fs)), W, H)
     assert abs(out["focal"] / f - 1) < 0.01 and out["pairs"] == 20
+
+
+def observations(rec, name: str, K: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """2D observations of SfM points in one image.
+
+    Args:
+        rec: A ``pycolmap.Reconstruction``.
+        name: Image name.
+        K: [3, 3] optional pinhole intrinsics: the observations are undistorted
+            with the image's camera and expressed in this pinhole camera
+            (e.g. ``Scene.Ks[i]`` of :func:`vid3d.sfm.load_scene`).
+
+    Returns:
+        ``xy [M, 2]`` pixel positions and ``point_ids [M]``.
+    """
+    im = rec.find_image_with_name(name)
+    xy, ids = [], []
+    for p in im.points2D:
+        if p.has_point3D():
+            xy.append(p.xy)
+            ids.append(p.point3D_id)
+    xy = np.array(xy, dtype=np.float64).reshape(-1, 2)
+    if K is not None and len(xy):
+        n = np.asarray(rec.cameras[im.camera_id].cam_from_img(xy), dtype=np.float64)  # [M, 2]
+        uv = np.concatenate([n, np.ones((len(n), 1))], axis=1) @ np.asarray(K).T
+        xy = uv[:, :2] / uv[:, 2:]
+    return xy, np.array(ids, dtype=np.int64)

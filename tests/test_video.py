@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from vid3d.errors import VideoError
-from vid3d.video.decode import VideoReader, probe
+from vid3d.video.decode import VideoReader, probe_video
 
 from .conftest import data_path
 
@@ -20,7 +20,7 @@ def ffmpeg(*args: str) -> None:
 
 
 def test_probe_reads_the_header():
-    info = probe(data_path("edge/drone_with_scene_cut.mp4"))
+    info = probe_video(data_path("edge/drone_with_scene_cut.mp4"))
     assert (info.width, info.height, info.fps, info.frame_count) == (1280, 720, 30.0, 300)
     assert info.duration == pytest.approx(10.0) and info.rotation == 0 and info.codec == "h264"
 
@@ -50,4 +50,4 @@ def test_audio_only_file_is_a_video_error(tmp_path):
     path = tmp_path / "tone.m4a"
     ffmpeg("-f", "lavfi", "-i", "sine=frequency=440", "-t", "0.5", str(path))
     with pytest.raises(VideoError, match="no video stream"):
-        probe(path)
+        probe_video(path)

@@ -166,9 +166,9 @@ class PosesConfig:
 
     camera_model: CameraModel = "auto"
     """COLMAP camera model shared by all frames (SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL, OPENCV...),
-    or "auto": PINHOLE (fx and fy, no distortion). fx != fy fits videos resized to another
-    aspect ratio (the 384x256 re10k clips: fy/fx = 1.19); a radial term trades off against
-    the focal length on short clips (SIMPLE_RADIAL drifted 7% in focal, 1.3 degrees in rotation)."""
+    or "auto": PINHOLE (fx and fy, no distortion): fx != fy fits videos resized to another
+    aspect ratio, and a radial term trades off against the focal length on short clips
+    (figures in benchmarks/README.md)."""
     matcher: Matcher = "auto"
     """"sequential", "exhaustive", or "auto" (exhaustive for small sets, sequential otherwise)."""
     exhaustive_below: NonNegativeInt = 40
@@ -177,9 +177,7 @@ class PosesConfig:
     """SIFT features per image."""
     mapper: Mapper = "global"
     """"global" (GLOMAP, pycolmap.global_mapping) or "incremental" (COLMAP). Global is the
-    default: on the re10k benchmark (benchmarks/bench_poses.py) it registered every frame
-    with < 1 degree mean rotation error on all 12 clips; incremental mapping, with the same
-    calibration, missed that on 3 clips (2 to 13 degrees mean, up to 30 degrees)."""
+    default: it is the more reliable of the two on short clips (benchmarks/README.md)."""
     min_registered_fraction: UnitFloat = 0.5
     """Fewer registered frames than this fraction is a failure."""
     retry_below_fraction: UnitFloat = 1.0
@@ -259,9 +257,8 @@ class SplatConfig:
     """Steps between densifications."""
     reset_every: PositiveInt = 3000
     """Steps between opacity resets (> 0); a reset fires only before refine_stop, so with the
-    bundled schedules it never does: on the 25-frame re10k clips a reset at step 1000
-    of 3000 cost 3-4 dB of held-out PSNR that the rest of training did not win back
-    (19.5 vs 23.4 dB at step 1500, benchmarks/bench_quality.py)."""
+    bundled schedules it never does (a reset cost held-out PSNR on short clips:
+    benchmarks/README.md)."""
     grow_grad2d: NonNegativeFloat = 0.0002
     """Screen-space gradient threshold for growing a Gaussian."""
     init_opacity: Annotated[float, Range(gt=0, lt=1)] = 0.1

@@ -157,6 +157,35 @@ class Workspace:
         """
         return self.meta / "resume" / "splat.pt"
 
+    # ---- masks: the one place that names mask files (white = use, black = ignore)
+
+    MASK_NAME = "{stem}.png"
+    """File name of an image's mask in ``masks/`` (the frames stage's naming, recorded in
+    frames.json): ``{stem}`` is the image name without its extension."""
+    COLMAP_MASK_NAME = "{image}.png"
+    """COLMAP's file name of an image's mask: ``{image}`` is the whole image name."""
+
+    @staticmethod
+    def _mask_file(pattern: str, image_name: str) -> str:
+        return pattern.format(stem=Path(image_name).stem, image=image_name)
+
+    def mask_for(self, image_name: str) -> Path:
+        """The frames stage's mask of an image: ``masks/<image stem>.png``."""
+        return self.masks / self._mask_file(self.MASK_NAME, image_name)
+
+    def find_mask(self, image_name: str) -> Path | None:
+        """The mask of an image if there is one: :meth:`mask_for`, or a mask under COLMAP's
+        name (``masks/<image name>.png``, as a user's own masks may be named)."""
+        colmap_named = self.masks / self._mask_file(self.COLMAP_MASK_NAME, image_name)
+        for p in (self.mask_for(image_name), colmap_named):
+            if p.is_file():
+                return p
+        return None
+
+    def colmap_mask_for(self, image_name: str) -> Path:
+        """The mask of an image under COLMAP's name: ``colmap/masks/<image name>.png``."""
+        return self.colmap_masks / self._mask_file(self.COLMAP_MASK_NAME, image_name)
+
     def manifest_path(self, stage: str) -> Path:
         return self.meta / f"{stage}.json"
 

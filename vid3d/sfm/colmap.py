@@ -1,6 +1,6 @@
 """The pycolmap adapter: features, matches, mapping and models as plain Python data.
 
-This module (with :mod:`vid3d.sfm.scene`) is the only place in vid3d that touches
+This module (with :mod:`vid3d.sfm.views`) is the only place in vid3d that touches
 pycolmap objects; differences between pycolmap releases are handled here once
 (e.g. ``Image.cam_from_world`` is a method in 4.x and a property in 0.6).
 
@@ -419,8 +419,6 @@ class MapperSettings:
     """Verified matches for a pair to be used at all."""
     refine_intrinsics: bool = True
     """Refine focal length(s) and distortion in bundle adjustment."""
-    image_names: list[str] = field(default_factory=list)
-    """Only map these images (all when empty)."""
     seed: int = 0
     """Random seed (COLMAP's RANSAC and initialisation), for repeatable runs."""
     num_threads: int = -1
@@ -455,8 +453,6 @@ def run_mapper(database: Path, image_dir: Path, out_dir: Path, s: MapperSettings
         o.mapper.random_seed = int(s.seed)
         o.mapper.bundle_adjustment.refine_focal_length = s.refine_intrinsics
         o.mapper.bundle_adjustment.refine_extra_params = s.refine_intrinsics
-        if s.image_names:
-            o.image_names = list(s.image_names)
         recs = pycolmap.global_mapping(str(database), str(image_dir), str(out_dir), o)
     else:
         o = pycolmap.IncrementalPipelineOptions()
@@ -471,8 +467,6 @@ def run_mapper(database: Path, image_dir: Path, out_dir: Path, s: MapperSettings
         o.mapper.abs_pose_min_num_inliers = int(s.abs_pose_min_num_inliers)
         o.mapper.random_seed = int(s.seed)
         o.triangulation.random_seed = int(s.seed)
-        if s.image_names:
-            o.image_names = list(s.image_names)
 
         def first() -> None:
             progress(2)
@@ -535,30 +529,3 @@ def model_cameras(rec: Any) -> dict[str, Any]:
     return {"names": [im.name for im in images], "camtoworlds": c2w,
             "camera_ids": np.array([im.camera_id for im in images]),
             "points": xyz, "colors": rgb, "point_ids": ids, "cameras": cams}
-
-
-def observations(rec: Any, name: str, K: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """2D observations of SfM points in one image.
-
-    Args:
-        rec: A ``pycolmap.Reconstruction``.
-        name: Image name.
-        K: [3, 3] optional pinhole intrinsics: the observations are undistorted
-            with the image's camera and expressed in this pinhole camera
-            (e.g. ``Scene.Ks[i]`` of :func:`vid3d.sfm.load_scene`).
-
-    Returns:
-        ``xy [M, 2]`` pixel positions and ``point_ids [M]``.
-    """
-    im = rec.find_image_with_name(name)
-    xy, ids = [], []
-    for p in im.points2D:
-        if p.has_point3D():
-            xy.append(p.xy)
-            ids.append(p.point3D_id)
-    xy = np.array(xy, dtype=np.float64).reshape(-1, 2)
-    if K is not None and len(xy):
-        n = np.asarray(rec.cameras[im.camera_id].cam_from_img(xy), dtype=np.float64)  # [M, 2]
-        uv = np.concatenate([n, np.ones((len(n), 1))], axis=1) @ np.asarray(K).T
-        xy = uv[:, :2] / uv[:, 2:]
-    return xy, np.array(ids, dtype=np.int64)

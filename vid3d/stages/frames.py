@@ -1,28 +1,32 @@
 """The frames stage: choose the video frames that become training images.
 
-Reads the input video; writes ``images/frame_<index:05d>.jpg`` (the kept frames,
-named by their index in the video so that name order is time order),
-``masks/<image stem>.png`` (white = use, black = a static overlay; only when an
-overlay was found) and ``frames.json`` (every decoded frame: index, time,
-sharpness, motion, shot, kept or why it was dropped).
+Reads the input video. Writes, each swapped in atomically:
 
-How it works:
+- ``<ws>/images/frame_<index:05d>.jpg``: the kept frames, named by their index in the
+  video so that name order is time order (:func:`image_name`);
+- ``<ws>/masks/<image stem>.png``: white = use, black = a static overlay; only when an
+  overlay was found (:meth:`Workspace.mask_for` names them);
+- ``<ws>/frames.json``: every decoded frame (index, time, sharpness, motion, shot, kept
+  or why it was dropped) and the stage's summary.
 
-1. One decoding pass analyses every frame on its luma plane: sharpness (variance
-   of the Laplacian at <= 640 px), a cut score (histogram and thumbnail change),
-   bar statistics (full resolution), overlay statistics and a small grey copy for
-   motion (at ``cfg.frames.analysis_size``). Meanwhile the sharpest frame of each
-   of ``2 * target`` fine time windows is kept decoded (YUV, at most
-   ``POOL_BYTES``), so the kept frames usually need no second decoding pass.
-2. Shots: hard cuts split the video; the longest shot (or ``shot``) is used.
-3. Bars are cropped; a static overlay becomes a mask.
-4. Sampling: the shot is split into ``target`` equal time windows and the
-   sharpest candidate of each is selected; then near-duplicates (too little
-   motion from the previous kept frame, dominant motion of tracked features) are
-   dropped, and a camera that barely moves stops the stage (NotEnoughMotionError)
-   before anything is written.
-5. The kept frames are cropped, area-resized to ``max_size`` and saved; frames
-   missing from the pool (a short shot, a large video) come from a second pass.
+How it works, one function per step of :func:`run`:
+
+1. :func:`_decode_and_analyse`: one decoding pass analyses every frame on its luma
+   plane: sharpness (variance of the Laplacian at <= 640 px), a cut score (histogram
+   and thumbnail change), bar statistics (full resolution), overlay statistics and a
+   small grey copy for motion (at ``cfg.frames.analysis_size``). Meanwhile the
+   sharpest frame of each of ``2 * target`` fine time windows is kept decoded (YUV,
+   at most ``POOL_BYTES``), so the kept frames usually need no second decoding pass.
+2. :func:`_choose_shot`: hard cuts split the video; the longest shot (or ``shot``) is used.
+3. :func:`_geometry`: bars are cropped; a static overlay becomes a mask.
+4. :func:`_select`: the shot is split into ``target`` equal time windows and the
+   sharpest candidate of each is selected; :func:`_check_motion` then drops
+   near-duplicates (too little motion from the previous kept frame, dominant motion
+   of tracked features), and a camera that barely moves stops the stage
+   (NotEnoughMotionError) before anything is written.
+5. :func:`_write_outputs`: the kept frames are cropped, area-resized to ``max_size``
+   and saved; frames missing from the pool (a short shot, a large video) come from a
+   second pass.
 
 Outputs are swapped in atomically, so a failure leaves earlier outputs as they were.
 """
@@ -41,16 +45,13 @@ import numpy as np
 
 from ..config import Config, FramesConfig
 from ..errors import InputError, NotEnoughMotionError, VideoError
-from ..progress import NULL_REPORTER, Reporter
+from ..progress import NULL_REPORTER, CollectingReporter, Reporter
 from ..video import analysis as A
 from ..video.decode import Frame, VideoInfo, VideoReader
 from ..workspace import Workspace, atomic_dir, write_json
 
 IMAGE_NAME = "frame_{index:05d}.jpg"
 """File name of a kept frame in ``images/``; ``index`` is the frame's position in the video."""
-MASK_NAME = "{stem}.png"
-"""File name of a frame's mask in ``masks/``: ``{stem}`` is the image name without its
-extension, ``{image}`` the whole image name (COLMAP's own convention is ``"{image}.png"``)."""
 
 SHARPNESS_SIZE = 640  # long side of the grey frames sharpness is measured on
 THUMB_SIZE = 64  # long side of the cut-detection thumbnails
@@ -60,6 +61,7 @@ MOTION_SAMPLES = 24  # sampled pairs for the typical motion and the static-camer
 TRAVEL_QUANTILE = 75  # percentile of their displacements that counts as the camera travel
 SLOW_CLIP_FACTOR = 0.3  # near-duplicate threshold cap, times the typical sample motion
 NOISE_MOTION = 2e-4  # displacements below this fraction of the diagonal are tracking noise
+MIN_CORNERS = 8  # fewer trackable corners than this in every frame: nothing to reconstruct
 
 # reasons a decoded frame is not kept
 KEPT = "kept"
@@ -71,245 +73,6 @@ NO_MOTION = "no_motion"
 def image_name(index: int) -> str:
     """The ``images/`` file name of the frame with this index in the video."""
     return IMAGE_NAME.format(index=index)
-
-
-def mask_name(image: str) -> str:
-    """The ``masks/`` file name of an image file name."""
-    return MASK_NAME.format(stem=Path(image).stem, image=image)
-
-
-@dataclass
-class _Pass1:
-    """What the analysis pass measured, one entry per decoded frame."""
-
-    times: list[float] = field(default_factory=list)
-    sharp: list[float] = field(default_factory=list)
-    cut_scores: list[tuple[float, float]] = field(default_factory=list)
-    small: dict[int, np.ndarray] = field(default_factory=dict)  # index -> [h, w] uint8
-    small_stride: int = 1
-    # the sharpest frame of each fine window, kept decoded so that the kept frames
-    # need no second decoding pass: (segment, window) -> (sharpness, frame)
-    pool: dict[tuple[int, int], tuple[float, Frame]] | None = None
-
-    def pooled(self) -> dict[int, Frame]:
-        """The pooled frames by index (empty when the pool was off)."""
-        return {f.index: f for _, f in (self.pool or {}).values()}
-
-
-def _analyse(reader: VideoReader, fc: FramesConfig, reporter: Reporter
-             ) -> tuple[_Pass1, A.BarDetector, A.OverlayDetector]:
-    info = reader.info
-    sharp_size = A.fit_long_side(info.width, info.height, SHARPNESS_SIZE)
-    small_size = A.fit_long_side(info.width, info.height, fc.analysis_size)
-    thumb_size = A.fit_long_side(info.width, info.height, THUMB_SIZE)
-    stride = max(1, -(-info.frame_count // MAX_STORED)) if info.frame_count else 1
-    p = _Pass1(small_stride=stride)
-    bars, overlay = A.BarDetector(), A.OverlayDetector()
-    prev: tuple[np.ndarray, np.ndarray] | None = None
-    pool_n = 2 * _target(fc, info.duration)  # fine windows over the whole clip
-    segment = 0  # bumped at every possible cut, so that no window spans one
-    with reporter.task("Decoding and analysing frames", total=info.frame_count or None) as task:
-        for frame in reader.frames():
-            grey = frame.grey()  # [H, W]
-            if fc.crop_bars:
-                bars.add(grey)
-            mid = A.resize_area(grey, sharp_size)
-            small = A.resize_area(mid, small_size)
-            thumb = A.resize_area(small, thumb_size)
-            p.times.append(frame.time)
-            p.sharp.append(A.sharpness(mid))
-            hist = A.cut_features(thumb)
-            p.cut_scores.append(A.cut_score(*prev, hist, thumb) if prev else (0.0, 0.0))
-            prev = hist, thumb
-            if frame.index % stride == 0:
-                p.small[frame.index] = small
-            if frame.index == 0 and info.duration > 0 and pool_n * frame.nbytes <= POOL_BYTES:
-                p.pool = {}
-            if p.pool is not None:
-                h, d = p.cut_scores[-1]
-                segment += h >= A.CUT_MIN_HIST and d >= A.CUT_MIN_DIFF
-                key = (segment, min(max(int(frame.time / info.duration * pool_n), 0), pool_n - 1))
-                if key not in p.pool or p.pool[key][0] < p.sharp[-1]:
-                    frame.drop_cache()
-                    p.pool[key] = (p.sharp[-1], frame)
-            if fc.overlay_masks:
-                overlay.add(small)
-            task.advance()
-    return p, bars, overlay
-
-
-def _target(fc: FramesConfig, duration: float) -> int:
-    """How many frames to keep from a shot of this duration."""
-    n = int(round(duration * fc.target_fps)) if fc.target_fps > 0 else fc.target_frames
-    return max(1, min(n, fc.max_frames))
-
-
-def _check_complete(info: VideoInfo, n: int, last_time: float, error: str | None,
-                    reporter: Reporter) -> float:
-    """The fraction of the header's duration that decoded; raise or warn when short."""
-    frame_dt = 1.0 / info.fps if info.fps else 0.0
-    if info.duration > 0:
-        coverage = min(1.0, (last_time + frame_dt) / info.duration)
-    elif info.frame_count:
-        coverage = min(1.0, n / info.frame_count)
-    else:
-        coverage = 1.0
-    why = f" ({error})" if error else ""
-    if coverage < 0.5:
-        raise VideoError(
-            f"{info.path.name} is truncated or damaged: only {n} frames ({coverage:.0%} of its "
-            f"{info.duration:.1f} s) could be decoded{why}",
-            "re-download or re-export the video; a partial copy cannot be reconstructed reliably")
-    if n < 2:
-        raise VideoError(f"{info.path.name} holds a single frame, not a moving video",
-                         "give a video in which the camera moves through or around the scene")
-    if coverage < 0.9 or error:
-        reporter.warn(f"{info.path.name} decoded only up to {last_time:.2f} s of {info.duration:.2f} s"
-                      f"{why}; the rest of the video is missing or damaged, continuing with what decoded")
-    return coverage
-
-
-def _shots(times: np.ndarray, cuts: list[int], fps: float) -> list[dict[str, Any]]:
-    bounds = [0, *cuts, len(times)]
-    dt = 1.0 / fps if fps else (float(np.median(np.diff(times))) if len(times) > 1 else 0.0)
-    shots = []
-    for k in range(len(bounds) - 1):
-        a, b = bounds[k], bounds[k + 1]
-        end = float(times[b]) if b < len(times) else float(times[-1]) + dt
-        shots.append({"index": k, "start": round(float(times[a]), 4), "end": round(end, 4),
-                      "first_frame": a, "frames": b - a})
-    return shots
-
-
-def _pick_shot(shots: list[dict[str, Any]], shot: int | None) -> int:
-    if shot is None:
-        return max(range(len(shots)), key=lambda k: (shots[k]["end"] - shots[k]["start"], -k))
-    if not 0 <= shot < len(shots):
-        listing = "; ".join(f"{s['index']}: {s['start']:.2f}-{s['end']:.2f} s" for s in shots)
-        raise InputError(f"shot {shot} does not exist; the video has {len(shots)} shot(s) ({listing})",
-                         f"choose a shot between 0 and {len(shots) - 1}")
-    return shot
-
-
-def _small_for(p: _Pass1, index: int) -> np.ndarray:
-    """The stored small grey frame nearest to ``index``."""
-    s = p.small_stride
-    key = int(round(index / s)) * s
-    while key not in p.small and key > 0:
-        key -= s
-    return p.small[key]
-
-
-MIN_CORNERS = 8  # fewer trackable corners than this in every frame: nothing to reconstruct
-
-
-def _motion(p: _Pass1, selected: list[int], box: tuple[int, int, int, int],
-            exclude: np.ndarray | None, fc: FramesConfig, diag: float
-            ) -> tuple[dict[int, float], list[int], float, float]:
-    """Near-duplicate filtering and the camera-travel check.
-
-    Returns:
-        The motion of each selected frame from the previous kept one (fraction of the
-        diagonal; inf when tracking was lost), the kept indices, the camera travel
-        and the near-duplicate threshold used.
-    """
-    x0, y0, x1, y1 = box
-
-    def crop(img: np.ndarray) -> np.ndarray:
-        return img[y0:y1, x0:x1]
-
-    mask = None if exclude is None else crop(exclude)
-    if not selected:
-        return {}, [], 0.0, 0.0
-    tracks: dict[int, A.Tracks] = {}
-    pairs: dict[tuple[int, int], float] = {}
-
-    def disp(i: int, j: int) -> float:
-        """Motion from frame i to frame j, as a fraction of the diagonal."""
-        if (i, j) not in pairs:
-            if i not in tracks:
-                tracks[i] = A.features(crop(_small_for(p, i)), mask)
-            pairs[i, j] = A.displacement(tracks[i], crop(_small_for(p, j))) / diag
-        return pairs[i, j]
-
-    # the typical motion between consecutive samples, to recognise a slow clip
-    # (frames that did not move at all, as repeated frames of screen captures, do not count)
-    step = max(1, (len(selected) - 1) // MOTION_SAMPLES)
-    consecutive = [disp(selected[k], selected[k + 1]) for k in range(0, len(selected) - 1, step)]
-    if tracks and all(t.points is None or len(t.points) < MIN_CORNERS for t in tracks.values()):
-        raise InputError("the frames have almost nothing to track (blank or uniform pictures): "
-                         "structure from motion needs a textured, static scene",
-                         "check that the clip shows a scene; a black or single-colour clip "
-                         "cannot be reconstructed")
-    if consecutive and not any(np.isfinite(c) for c in consecutive):
-        raise InputError("no two consecutive frames show the same things (every feature is lost "
-                         "between them): the clip looks like noise, or the picture changes "
-                         "completely from frame to frame",
-                         "use a continuous shot of a scene; for a fast camera, keep more frames "
-                         "(--set frames.target_fps=...)")
-    moving = [c for c in consecutive if np.isfinite(c) and c > NOISE_MOTION]
-    typical = float(np.percentile(moving, 75)) if moving else float("inf")
-    threshold = max(NOISE_MOTION, min(fc.dup_motion, SLOW_CLIP_FACTOR * typical))
-    # camera travel: how far sampled frames are from the first one (a high quantile,
-    # not the maximum: a gust through foliage can fool a single measurement)
-    step = max(1, len(selected) // MOTION_SAMPLES)
-    samples = sorted(set(selected[step::step] + selected[-1:]) - {selected[0]})
-    # (a frame that shares no tracks with the first one has moved out of its view: a
-    # whole diagonal, rather than an infinity that the quantile cannot interpolate)
-    dists = [min(disp(selected[0], i), 1.0) for i in samples]
-    travel = float(np.percentile(dists, TRAVEL_QUANTILE)) if dists else 0.0
-    # greedy: keep a frame when it moved enough from the last kept one
-    motion = {selected[0]: 0.0}
-    kept = [selected[0]]
-    for i in selected[1:]:
-        motion[i] = disp(kept[-1], i)
-        if motion[i] >= threshold:
-            kept.append(i)
-    return motion, kept, travel, threshold
-
-
-def _write_outputs(reader_path: Path, ws: Workspace, keep: list[int], pooled: dict[int, Frame],
-                   info: VideoInfo, box: tuple[int, int, int, int], out_size: tuple[int, int],
-                   mask_img: np.ndarray | None, fc: FramesConfig, frames_doc: dict[str, Any],
-                   reporter: Reporter) -> None:
-    """Save the kept frames (from the pool, else from a second decoding pass), the
-    masks and frames.json."""
-    wanted = set(keep)
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(fc.jpeg_quality)]
-    mask_png = None if mask_img is None else cv2.imencode(".png", mask_img)[1].tobytes()
-
-    def save(frame: Frame) -> None:
-        name = image_name(frame.index)
-        ok, buf = cv2.imencode(".jpg", frame.picture(box, out_size), params)
-        if not ok:
-            raise VideoError(f"frame {frame.index} could not be encoded as JPEG",
-                             "check the jpeg_quality setting")
-        (img_dir / name).write_bytes(buf.tobytes())
-        if mask_png is not None:
-            (mask_dir / mask_name(name)).write_bytes(mask_png)
-        wanted.discard(frame.index)
-
-    with atomic_dir(ws.images) as img_dir, atomic_dir(ws.masks) as mask_dir:
-        with reporter.task("Saving frames", total=len(keep)) as task:
-            for i in sorted(wanted & pooled.keys()):
-                save(pooled.pop(i))
-                task.advance()
-            if wanted:
-                with VideoReader(reader_path) as reader:
-                    for frame in reader.frames(stop=max(wanted) + 1):
-                        if frame.index in wanted:
-                            save(frame)
-                            task.advance()
-        if wanted:
-            raise VideoError(f"{len(wanted)} selected frames of {info.path.name} did not decode again",
-                             "the file may have changed while it was read; run again")
-        if mask_img is None:
-            # an empty masks/ would replace the old one; remove it after the swap instead
-            shutil.rmtree(mask_dir, ignore_errors=True)
-            mask_dir.mkdir()
-    if mask_img is None and ws.masks.exists() and not any(ws.masks.iterdir()):
-        ws.masks.rmdir()
-    write_json(ws.frames_json, frames_doc)
 
 
 def run(video: Path, ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER,
@@ -345,34 +108,234 @@ def run(video: Path, ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPOR
     fc = cfg.frames
     video = Path(video)
     t_start = time.perf_counter()
-    warnings_before = len(getattr(reporter, "warnings", []))
+    reporter = CollectingReporter(reporter)  # this run's warnings go into the metrics
+    p = _decode_and_analyse(video, fc, reporter)
+    t_analysed = time.perf_counter()
+    shots = _choose_shot(p, fc, shot, reporter)
+    geom = _geometry(p, fc, reporter)
+    selected = _select(p, shots, fc)
+    motion = _check_motion(p, selected, geom, fc, video)
+    t_selected = time.perf_counter()
 
-    # ---- pass 1: decode and analyse every frame
+    entries = _frame_entries(p, shots, selected, motion)
+    metrics = _metrics(video, p, shots, geom, selected, motion, entries)
+    doc = {"video": metrics["video"], "image_name": IMAGE_NAME, "mask_name": Workspace.MASK_NAME,
+           "summary": metrics, "frames": entries}
+    info, pooled = p.info, p.pooled()
+    from_pool = {i: pooled[i] for i in motion.kept if i in pooled}
+    metrics["decode_passes"] = 1 if len(from_pool) == len(motion.kept) else 2
+    del p, pooled  # release the frames that were not kept
+    _write_outputs(video, ws, motion.kept, from_pool, info, geom, fc, doc, reporter)
+    t_end = time.perf_counter()
+    metrics["warnings"] = list(reporter.warnings)
+    metrics["timing"] = {"analyse": round(t_analysed - t_start, 3),
+                         "select": round(t_selected - t_analysed, 3),
+                         "write": round(t_end - t_selected, 3), "total": round(t_end - t_start, 3)}
+    why = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in sorted(metrics["dropped"].items()) if v)
+    reporter.log(f"kept {len(motion.kept)} of {len(entries)} frames" + (f" (dropped: {why})" if why else ""))
+    return metrics
+
+
+# ---- 1. decode and analyse
+
+
+@dataclass
+class _Pass1:
+    """What the analysis pass measured, one entry per decoded frame."""
+
+    info: VideoInfo
+    bars: A.BarDetector = field(default_factory=A.BarDetector)
+    overlay: A.OverlayDetector = field(default_factory=A.OverlayDetector)
+    times: list[float] = field(default_factory=list)
+    sharp: list[float] = field(default_factory=list)
+    cut_scores: list[tuple[float, float]] = field(default_factory=list)
+    small: dict[int, np.ndarray] = field(default_factory=dict)  # index -> [h, w] uint8
+    small_stride: int = 1
+    # the sharpest frame of each fine window, kept decoded so that the kept frames
+    # need no second decoding pass: (segment, window) -> (sharpness, frame)
+    pool: dict[tuple[int, int], tuple[float, Frame]] | None = None
+    coverage: float = 1.0
+    """The decoded fraction of the header's duration (:func:`_check_complete`)."""
+
+    def pooled(self) -> dict[int, Frame]:
+        """The pooled frames by index (empty when the pool was off)."""
+        return {f.index: f for _, f in (self.pool or {}).values()}
+
+
+def _decode_and_analyse(video: Path, fc: FramesConfig, reporter: Reporter) -> _Pass1:
+    """Pass 1 over the video (:func:`_analyse`); raise or warn when it is truncated."""
     with VideoReader(video) as reader:
-        info = reader.info
-        p, bars, overlay = _analyse(reader, fc, reporter)
+        p = _analyse(reader, fc, reporter)
         decode_error = reader.decode_error
     n = len(p.times)
-    times = np.asarray(p.times)
-    coverage = _check_complete(info, n, float(times[-1]) if n else 0.0, decode_error, reporter)
-    t_analysed = time.perf_counter()
+    p.coverage = _check_complete(p.info, n, float(p.times[-1]) if n else 0.0, decode_error, reporter)
+    return p
 
-    # ---- shots
-    cuts = A.find_cuts(np.asarray(p.cut_scores, np.float32), info.fps) if fc.cut_detection else []
-    shots = _shots(times, cuts, info.fps)
+
+def _analyse(reader: VideoReader, fc: FramesConfig, reporter: Reporter) -> _Pass1:
+    info = reader.info
+    sharp_size = A.fit_long_side(info.width, info.height, SHARPNESS_SIZE)
+    small_size = A.fit_long_side(info.width, info.height, fc.analysis_size)
+    thumb_size = A.fit_long_side(info.width, info.height, THUMB_SIZE)
+    stride = max(1, -(-info.frame_count // MAX_STORED)) if info.frame_count else 1
+    p = _Pass1(info=info, small_stride=stride)
+    prev: tuple[np.ndarray, np.ndarray] | None = None
+    pool_n = 2 * _target(fc, info.duration)  # fine windows over the whole clip
+    segment = 0  # bumped at every possible cut, so that no window spans one
+    with reporter.task("Decoding and analysing frames", total=info.frame_count or None) as task:
+        for frame in reader.frames():
+            grey = frame.grey()  # [H, W]
+            if fc.crop_bars:
+                p.bars.add(grey)
+            mid = A.resize_area(grey, sharp_size)
+            small = A.resize_area(mid, small_size)
+            thumb = A.resize_area(small, thumb_size)
+            p.times.append(frame.time)
+            p.sharp.append(A.sharpness(mid))
+            hist = A.cut_features(thumb)
+            p.cut_scores.append(A.cut_score(*prev, hist, thumb) if prev else (0.0, 0.0))
+            prev = hist, thumb
+            if frame.index % stride == 0:
+                p.small[frame.index] = small
+            if frame.index == 0 and info.duration > 0 and pool_n * frame.nbytes <= POOL_BYTES:
+                p.pool = {}
+            if p.pool is not None:
+                h, d = p.cut_scores[-1]
+                segment += h >= A.CUT_MIN_HIST and d >= A.CUT_MIN_DIFF
+                key = (segment, min(max(int(frame.time / info.duration * pool_n), 0), pool_n - 1))
+                if key not in p.pool or p.pool[key][0] < p.sharp[-1]:
+                    frame.drop_cache()
+                    p.pool[key] = (p.sharp[-1], frame)
+            if fc.overlay_masks:
+                p.overlay.add(small)
+            task.advance()
+    return p
+
+
+def _target(fc: FramesConfig, duration: float) -> int:
+    """How many frames to keep from a shot of this duration."""
+    n = int(round(duration * fc.target_fps)) if fc.target_fps > 0 else fc.target_frames
+    return max(1, min(n, fc.max_frames))
+
+
+def _check_complete(info: VideoInfo, n: int, last_time: float, error: str | None,
+                    reporter: Reporter) -> float:
+    """The fraction of the header's duration that decoded; raise or warn when short."""
+    frame_dt = 1.0 / info.fps if info.fps else 0.0
+    if info.duration > 0:
+        coverage = min(1.0, (last_time + frame_dt) / info.duration)
+    elif info.frame_count:
+        coverage = min(1.0, n / info.frame_count)
+    else:
+        coverage = 1.0
+    why = f" ({error})" if error else ""
+    if coverage < 0.5:
+        raise VideoError(
+            f"{info.path.name} is truncated or damaged: only {n} frames ({coverage:.0%} of its "
+            f"{info.duration:.1f} s) could be decoded{why}",
+            "re-download or re-export the video; a partial copy cannot be reconstructed reliably")
+    if n < 2:
+        raise VideoError(f"{info.path.name} holds a single frame, not a moving video",
+                         "give a video in which the camera moves through or around the scene")
+    if coverage < 0.9 or error:
+        reporter.warn(f"{info.path.name} decoded only up to {last_time:.2f} s of {info.duration:.2f} s"
+                      f"{why}; the rest of the video is missing or damaged, continuing with what decoded")
+    return coverage
+
+
+# ---- 2. shots
+
+
+@dataclass
+class _Shots:
+    """The video's shots and the one used."""
+
+    shots: list[dict[str, Any]]
+    """Every shot: ``index``, ``start``, ``end`` (seconds), ``first_frame``, ``frames``, ``used``."""
+    cuts: list[int]
+    """Indices of the first frames after the hard cuts."""
+    used: int
+    """Index of the shot used."""
+
+    @property
+    def first(self) -> int:
+        """The used shot's first frame index."""
+        return self.shots[self.used]["first_frame"]
+
+    @property
+    def stop(self) -> int:
+        """One past the used shot's last frame index."""
+        return self.first + self.shots[self.used]["frames"]
+
+    @property
+    def duration(self) -> float:
+        """The used shot's duration in seconds."""
+        return self.shots[self.used]["end"] - self.shots[self.used]["start"]
+
+
+def _choose_shot(p: _Pass1, fc: FramesConfig, shot: int | None, reporter: Reporter) -> _Shots:
+    """Split the video at its hard cuts and choose the shot to use (``shot``, or the longest)."""
+    times = np.asarray(p.times)
+    cuts = A.find_cuts(np.asarray(p.cut_scores, np.float32), p.info.fps) if fc.cut_detection else []
+    shots = _shots(times, cuts, p.info.fps)
     used = _pick_shot(shots, shot)
     for s in shots:
         s["used"] = s["index"] == used
-    a = shots[used]["first_frame"]
-    b = a + shots[used]["frames"]
     if len(shots) > 1:
         others = ", ".join(f"{s['start']:.2f}-{s['end']:.2f} s" for s in shots if not s["used"])
         reporter.log(f"{len(shots)} shots (scene cuts at "
                      f"{', '.join(f'{times[c]:.2f} s' for c in cuts)}); using shot {used} "
                      f"({shots[used]['start']:.2f}-{shots[used]['end']:.2f} s), not {others}")
+    return _Shots(shots=shots, cuts=cuts, used=used)
 
-    # ---- geometry: bars, output size, overlay mask
-    box = bars.crop_box() if fc.crop_bars else (0, 0, info.width, info.height)
+
+def _shots(times: np.ndarray, cuts: list[int], fps: float) -> list[dict[str, Any]]:
+    bounds = [0, *cuts, len(times)]
+    dt = 1.0 / fps if fps else (float(np.median(np.diff(times))) if len(times) > 1 else 0.0)
+    shots = []
+    for k in range(len(bounds) - 1):
+        a, b = bounds[k], bounds[k + 1]
+        end = float(times[b]) if b < len(times) else float(times[-1]) + dt
+        shots.append({"index": k, "start": round(float(times[a]), 4), "end": round(end, 4),
+                      "first_frame": a, "frames": b - a})
+    return shots
+
+
+def _pick_shot(shots: list[dict[str, Any]], shot: int | None) -> int:
+    if shot is None:
+        return max(range(len(shots)), key=lambda k: (shots[k]["end"] - shots[k]["start"], -k))
+    if not 0 <= shot < len(shots):
+        listing = "; ".join(f"{s['index']}: {s['start']:.2f}-{s['end']:.2f} s" for s in shots)
+        raise InputError(f"shot {shot} does not exist; the video has {len(shots)} shot(s) ({listing})",
+                         f"choose a shot between 0 and {len(shots) - 1}")
+    return shot
+
+
+# ---- 3. geometry: bars, output size, overlay mask
+
+
+@dataclass
+class _Geometry:
+    """Where the picture is in the frames, the saved size and what is masked."""
+
+    box: tuple[int, int, int, int]
+    """The picture without bars, ``(x0, y0, x1, y1)`` in video pixels (x1, y1 exclusive)."""
+    out_size: tuple[int, int]
+    """``(w, h)`` of the saved images."""
+    sbox: tuple[int, int, int, int]
+    """``box`` in the small analysis frames."""
+    overlay_small: np.ndarray | None
+    """[h, w] bool, True on a static overlay, in the small frames; None when none was found."""
+    mask: np.ndarray | None
+    """[out h, out w] uint8 mask of the saved images (white = use), or None."""
+    mask_coverage: float
+    """Fraction of the picture masked."""
+
+
+def _geometry(p: _Pass1, fc: FramesConfig, reporter: Reporter) -> _Geometry:
+    """The crop box without bars, the output size and the mask of a static overlay."""
+    info = p.info
+    box = p.bars.crop_box() if fc.crop_bars else (0, 0, info.width, info.height)
     if box[2] == 0:
         box = (0, 0, info.width, info.height)
     x0, y0, x1, y1 = box
@@ -381,7 +344,7 @@ def run(video: Path, ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPOR
     sx, sy = sw / info.width, sh / info.height
     sx0, sy0 = int(np.ceil(x0 * sx)), int(np.ceil(y0 * sy))
     sbox = (sx0, sy0, max(sx0 + 1, int(x1 * sx)), max(sy0 + 1, int(y1 * sy)))  # box in small frames
-    overlay_small = overlay.mask(sbox) if fc.overlay_masks else None
+    overlay_small = p.overlay.mask(sbox) if fc.overlay_masks else None
     mask_img = None
     mask_coverage = 0.0
     if overlay_small is not None:
@@ -390,32 +353,165 @@ def run(video: Path, ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPOR
         mask_coverage = float(up.mean())
         mask_img = np.where(up, 0, 255).astype(np.uint8)  # white = use
         reporter.log(f"static overlay found: {mask_coverage:.1%} of the picture is masked")
+    return _Geometry(box=box, out_size=out_size, sbox=sbox, overlay_small=overlay_small,
+                     mask=mask_img, mask_coverage=mask_coverage)
 
-    # ---- selection: sharpest frame per window, then near-duplicates
-    target = _target(fc, shots[used]["end"] - shots[used]["start"])
+
+# ---- 4. selection: sharpest frame per window, then near-duplicates and camera travel
+
+
+def _select(p: _Pass1, shots: _Shots, fc: FramesConfig) -> list[int]:
+    """The sharpest frame of each of the shot's ``target`` equal time windows (indices)."""
+    a, b = shots.first, shots.stop
+    times = np.asarray(p.times)
+    target = _target(fc, shots.duration)
     sharp = np.asarray(p.sharp)
-    pooled = p.pooled()
-    candidates = sorted(i for i in pooled if a <= i < b)
+    candidates = sorted(i for i in p.pooled() if a <= i < b)
     if b - a <= target or len(candidates) < 1.5 * target:
         candidates = list(range(a, b))  # the pool is too coarse for this shot: any frame
     pos = A.sharpest_in_windows(times[candidates], sharp[candidates], target,
                                 span=(float(times[a]), float(times[b - 1])))
-    selected = [candidates[q] for q in pos]
+    return [candidates[q] for q in pos]
+
+
+@dataclass
+class _Motion:
+    """Near-duplicate filtering and the camera travel of the selected frames."""
+
+    motion: dict[int, float]
+    """Selected index -> motion from the previous kept frame (fraction of the diagonal;
+    inf when tracking was lost)."""
+    kept: list[int]
+    """The kept frame indices, in time order."""
+    travel: float
+    """How far the camera travels (fraction of the diagonal)."""
+    threshold: float
+    """The near-duplicate threshold used."""
+
+
+def _check_motion(p: _Pass1, selected: list[int], geom: _Geometry, fc: FramesConfig,
+                  video: Path) -> _Motion:
+    """Drop near-duplicates (:func:`_motion`); stop when the camera barely moves.
+
+    Raises:
+        NotEnoughMotionError: The camera travels less than ``fc.min_motion``.
+    """
+    sbox = geom.sbox
     sdiag = float(np.hypot(sbox[2] - sbox[0], sbox[3] - sbox[1]))
-    motion, kept, travel, dup_threshold = _motion(p, selected, sbox, overlay_small, fc, sdiag)
-    if travel < fc.min_motion:
+    m = _motion(p, selected, sbox, geom.overlay_small, fc, sdiag)
+    if m.travel < fc.min_motion:
         raise NotEnoughMotionError(
-            f"the camera barely moves in {video.name} (it travels {travel:.2%} of the image "
+            f"the camera barely moves in {video.name} (it travels {m.travel:.2%} of the image "
             f"diagonal, less than {fc.min_motion:.2%}); structure from motion needs a moving camera",
             "try a clip where the camera travels around or along the scene, or lower "
             "frames.min_motion if the motion is real but small")
-    t_selected = time.perf_counter()
+    return m
 
-    # ---- frames.json, images, masks
-    kept_set, selected_set = set(kept), set(selected)
-    reasons: list[str] = []
+
+def _small_for(p: _Pass1, index: int) -> np.ndarray:
+    """The stored small grey frame nearest to ``index``."""
+    s = p.small_stride
+    key = int(round(index / s)) * s
+    while key not in p.small and key > 0:
+        key -= s
+    return p.small[key]
+
+
+class _Displacements:
+    """Motion between two stored small frames inside the crop box, as a fraction of the
+    diagonal (inf when tracking was lost); features and results are cached."""
+
+    def __init__(self, p: _Pass1, box: tuple[int, int, int, int], exclude: np.ndarray | None,
+                 diag: float) -> None:
+        self._p, self._box, self._diag = p, box, diag
+        self._mask = None if exclude is None else self._crop(exclude)
+        self.tracks: dict[int, A.Tracks] = {}
+        self._pairs: dict[tuple[int, int], float] = {}
+
+    def _crop(self, img: np.ndarray) -> np.ndarray:
+        x0, y0, x1, y1 = self._box
+        return img[y0:y1, x0:x1]
+
+    def __call__(self, i: int, j: int) -> float:
+        """Motion from frame i to frame j."""
+        if (i, j) not in self._pairs:
+            if i not in self.tracks:
+                self.tracks[i] = A.features(self._crop(_small_for(self._p, i)), self._mask)
+            self._pairs[i, j] = A.displacement(self.tracks[i], self._crop(_small_for(self._p, j))) / self._diag
+        return self._pairs[i, j]
+
+    def nothing_to_track(self) -> bool:
+        """Whether every frame tracked so far has fewer than :data:`MIN_CORNERS` corners."""
+        return bool(self.tracks) and all(t.points is None or len(t.points) < MIN_CORNERS
+                                         for t in self.tracks.values())
+
+
+def _motion(p: _Pass1, selected: list[int], box: tuple[int, int, int, int],
+            exclude: np.ndarray | None, fc: FramesConfig, diag: float) -> _Motion:
+    """Near-duplicate filtering and the camera travel, in the small frames inside ``box``
+    (``exclude``: [h, w] bool, True where features are not tracked; ``diag``: the box's
+    diagonal in small-frame pixels)."""
+    if not selected:
+        return _Motion(motion={}, kept=[], travel=0.0, threshold=0.0)
+    disp = _Displacements(p, box, exclude, diag)
+    threshold = _dup_threshold(disp, selected, fc)
+    travel = _travel(disp, selected)
+    # greedy: keep a frame when it moved enough from the last kept one
+    motion = {selected[0]: 0.0}
+    kept = [selected[0]]
+    for i in selected[1:]:
+        motion[i] = disp(kept[-1], i)
+        if motion[i] >= threshold:
+            kept.append(i)
+    return _Motion(motion=motion, kept=kept, travel=travel, threshold=threshold)
+
+
+def _dup_threshold(disp: _Displacements, selected: list[int], fc: FramesConfig) -> float:
+    """The near-duplicate threshold: ``fc.dup_motion``, lower for a slow clip.
+
+    Raises:
+        InputError: The frames have nothing to track, or share no features at all.
+    """
+    # the typical motion between consecutive samples, to recognise a slow clip
+    # (frames that did not move at all, as repeated frames of screen captures, do not count)
+    step = max(1, (len(selected) - 1) // MOTION_SAMPLES)
+    consecutive = [disp(selected[k], selected[k + 1]) for k in range(0, len(selected) - 1, step)]
+    if disp.nothing_to_track():
+        raise InputError("the frames have almost nothing to track (blank or uniform pictures): "
+                         "structure from motion needs a textured, static scene",
+                         "check that the clip shows a scene; a black or single-colour clip "
+                         "cannot be reconstructed")
+    if consecutive and not any(np.isfinite(c) for c in consecutive):
+        raise InputError("no two consecutive frames show the same things (every feature is lost "
+                         "between them): the clip looks like noise, or the picture changes "
+                         "completely from frame to frame",
+                         "use a continuous shot of a scene; for a fast camera, keep more frames "
+                         "(--set frames.target_fps=...)")
+    moving = [c for c in consecutive if np.isfinite(c) and c > NOISE_MOTION]
+    typical = float(np.percentile(moving, 75)) if moving else float("inf")
+    return max(NOISE_MOTION, min(fc.dup_motion, SLOW_CLIP_FACTOR * typical))
+
+
+def _travel(disp: _Displacements, selected: list[int]) -> float:
+    """Camera travel: how far sampled frames are from the first one (a high quantile,
+    not the maximum: a gust through foliage can fool a single measurement)."""
+    step = max(1, len(selected) // MOTION_SAMPLES)
+    samples = sorted(set(selected[step::step] + selected[-1:]) - {selected[0]})
+    # (a frame that shares no tracks with the first one has moved out of its view: a
+    # whole diagonal, rather than an infinity that the quantile cannot interpolate)
+    dists = [min(disp(selected[0], i), 1.0) for i in samples]
+    return float(np.percentile(dists, TRAVEL_QUANTILE)) if dists else 0.0
+
+
+# ---- 5. outputs: frames.json entries, metrics, images and masks
+
+
+def _frame_entries(p: _Pass1, shots: _Shots, selected: list[int], m: _Motion) -> list[dict[str, Any]]:
+    """The ``frames`` of frames.json: one entry per decoded frame."""
+    a, b = shots.first, shots.stop
+    kept_set, selected_set = set(m.kept), set(selected)
     entries = []
-    for i in range(n):
+    for i in range(len(p.times)):
         if not a <= i < b:
             reason = OTHER_SHOT
         elif i not in selected_set:
@@ -424,41 +520,76 @@ def run(video: Path, ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPOR
             reason = NO_MOTION
         else:
             reason = KEPT
-        reasons.append(reason)
-        m = motion.get(i)
+        motion = m.motion.get(i)
         entries.append({
-            "index": i, "time": round(float(times[i]), 4), "sharpness": round(p.sharp[i], 2),
-            "motion": None if m is None else (round(m, 5) if np.isfinite(m) else "lost"),
-            "shot": int(np.searchsorted(cuts, i, side="right")), "kept": reason == KEPT,
+            "index": i, "time": round(float(p.times[i]), 4), "sharpness": round(p.sharp[i], 2),
+            "motion": None if motion is None else (round(motion, 5) if np.isfinite(motion) else "lost"),
+            "shot": int(np.searchsorted(shots.cuts, i, side="right")), "kept": reason == KEPT,
             "reason": None if reason == KEPT else reason,
             "image": image_name(i) if reason == KEPT else None,
         })
-    dropped = dict(Counter(r for r in reasons if r != KEPT))
-    finite_motion = [motion[i] for i in kept[1:] if np.isfinite(motion[i])]
-    metrics: dict[str, Any] = {
+    return entries
+
+
+def _metrics(video: Path, p: _Pass1, shots: _Shots, geom: _Geometry, selected: list[int],
+             m: _Motion, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The stage's metrics up to ``coverage`` (:func:`run` adds the rest)."""
+    info = p.info
+    dropped = dict(Counter(e["reason"] for e in entries if not e["kept"]))
+    finite_motion = [m.motion[i] for i in m.kept[1:] if np.isfinite(m.motion[i])]
+    return {
         "video": str(video), "width": info.width, "height": info.height, "fps": round(info.fps, 4),
         "duration": round(info.duration, 4), "frame_count": info.frame_count,
         "rotation": info.rotation, "codec": info.codec,
-        "crop_box": list(box), "output_size": list(out_size),
-        "decoded": n, "selected": len(selected), "kept": len(kept), "dropped": dropped,
-        "shots": shots, "shot": used,
-        "overlay_mask": mask_img is not None, "mask_coverage": round(mask_coverage, 5),
-        "motion": {"travel": round(travel, 5) if np.isfinite(travel) else "lost",
-                   "dup_threshold": round(dup_threshold, 6),
+        "crop_box": list(geom.box), "output_size": list(geom.out_size),
+        "decoded": len(entries), "selected": len(selected), "kept": len(m.kept), "dropped": dropped,
+        "shots": shots.shots, "shot": shots.used,
+        "overlay_mask": geom.mask is not None, "mask_coverage": round(geom.mask_coverage, 5),
+        "motion": {"travel": round(m.travel, 5) if np.isfinite(m.travel) else "lost",
+                   "dup_threshold": round(m.threshold, 6),
                    "median_kept": round(float(np.median(finite_motion)), 5) if finite_motion else None},
-        "coverage": round(coverage, 4),
+        "coverage": round(p.coverage, 4),
     }
-    doc = {"video": metrics["video"], "image_name": IMAGE_NAME, "mask_name": MASK_NAME,
-           "summary": metrics, "frames": entries}
-    from_pool = {i: pooled[i] for i in kept if i in pooled}
-    metrics["decode_passes"] = 1 if len(from_pool) == len(kept) else 2
-    del p, pooled  # release the frames that were not kept
-    _write_outputs(video, ws, kept, from_pool, info, box, out_size, mask_img, fc, doc, reporter)
-    t_end = time.perf_counter()
-    metrics["warnings"] = list(getattr(reporter, "warnings", []))[warnings_before:]
-    metrics["timing"] = {"analyse": round(t_analysed - t_start, 3),
-                         "select": round(t_selected - t_analysed, 3),
-                         "write": round(t_end - t_selected, 3), "total": round(t_end - t_start, 3)}
-    why = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in sorted(dropped.items()) if v)
-    reporter.log(f"kept {len(kept)} of {n} frames" + (f" (dropped: {why})" if why else ""))
-    return metrics
+
+
+def _write_outputs(video: Path, ws: Workspace, keep: list[int], pooled: dict[int, Frame],
+                   info: VideoInfo, geom: _Geometry, fc: FramesConfig, frames_doc: dict[str, Any],
+                   reporter: Reporter) -> None:
+    """Save the kept frames (from the pool, else from a second decoding pass), the
+    masks and frames.json."""
+    wanted = set(keep)
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(fc.jpeg_quality)]
+    mask_png = None if geom.mask is None else cv2.imencode(".png", geom.mask)[1].tobytes()
+
+    def save(frame: Frame) -> None:
+        name = image_name(frame.index)
+        ok, buf = cv2.imencode(".jpg", frame.picture(geom.box, geom.out_size), params)
+        if not ok:
+            raise VideoError(f"frame {frame.index} could not be encoded as JPEG",
+                             "check the jpeg_quality setting")
+        (img_dir / name).write_bytes(buf.tobytes())
+        if mask_png is not None:  # written in the temporary folder, swapped in as ws.masks
+            (mask_dir / ws.mask_for(name).name).write_bytes(mask_png)
+        wanted.discard(frame.index)
+
+    with atomic_dir(ws.images) as img_dir, atomic_dir(ws.masks) as mask_dir:
+        with reporter.task("Saving frames", total=len(keep)) as task:
+            for i in sorted(wanted & pooled.keys()):
+                save(pooled.pop(i))
+                task.advance()
+            if wanted:
+                with VideoReader(video) as reader:
+                    for frame in reader.frames(stop=max(wanted) + 1):
+                        if frame.index in wanted:
+                            save(frame)
+                            task.advance()
+        if wanted:
+            raise VideoError(f"{len(wanted)} selected frames of {info.path.name} did not decode again",
+                             "the file may have changed while it was read; run again")
+        if geom.mask is None:
+            # an empty masks/ would replace the old one; remove it after the swap instead
+            shutil.rmtree(mask_dir, ignore_errors=True)
+            mask_dir.mkdir()
+    if geom.mask is None and ws.masks.exists() and not any(ws.masks.iterdir()):
+        ws.masks.rmdir()
+    write_json(ws.frames_json, frames_doc)

@@ -3,12 +3,14 @@
 Reads:
     ``<ws>/images/``  frames (JPEG), file-name order = time order.
     ``<ws>/masks/``   optional, one mask per frame (white = use), named
-                      ``<image stem>.png`` (``<image name>.png`` is accepted too).
+                      ``<image stem>.png`` (``<image name>.png`` is accepted too;
+                      :meth:`Workspace.find_mask`).
 
 Writes:
     ``<ws>/colmap/database.db``  features and matches of the winning attempt.
     ``<ws>/colmap/colmap.log``   COLMAP's log.
     ``<ws>/colmap/masks/``       the masks under COLMAP's names (``<image name>.png``).
+    ``<ws>/colmap/.attempts/``   the attempts' scratch databases and models (removed at the end).
     ``<ws>/sparse/0/``           the largest model of the best attempt (atomically).
     ``<ws>/poses.json``          per-frame cameras and the metrics (atomically).
 
@@ -21,6 +23,13 @@ When an attempt registers too few frames a retry ladder runs (more features and
 exhaustive matching, relaxed initialisation, the other mapper); every attempt is
 recorded and the best one wins. Of several models the largest is kept and the
 sizes of the others are reported.
+
+The code, in the order :func:`run` calls it: :func:`ladder` lists the rungs
+(:class:`Rung`); :func:`_climb` runs them until one is good enough;
+:func:`_run_attempt` runs one rung (:func:`_extract`, :func:`_match`,
+:func:`_set_camera`, :func:`_map`) and returns an :class:`Attempt`; :func:`_winner`
+picks the best attempt or explains the failure; :func:`_write_model`,
+:func:`_metrics` and :func:`_write_poses_json` write the outputs.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +49,6 @@ from ..errors import ConfigError, MissingStageError, PosesError, storage_hint
 from ..progress import NULL_REPORTER, Reporter
 from ..sfm import colmap
 from ..sfm.calibration import focal_from_fundamentals
-from ..sfm.scene import mask_path
 from ..workspace import Workspace, atomic_dir, atomic_path, write_json
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -61,7 +69,7 @@ CAMERA_MODELS = ("auto", "SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL",
 
 
 @dataclass
-class Attempt:
+class Rung:
     """Settings of one rung of the retry ladder."""
 
     reason: str
@@ -79,6 +87,83 @@ class Attempt:
         d = asdict(self)
         d.pop("reason")
         return tuple(sorted(d.items()))
+
+
+@dataclass
+class Attempt:
+    """What one rung of the retry ladder gave."""
+
+    index: int
+    """Position of the rung in the ladder (0-based)."""
+    record: dict[str, Any]
+    """The attempt's entry in the metrics' ``attempts``."""
+    models: list[colmap.Model]
+    """The models found, largest first (possibly none)."""
+    database: Path
+    """The attempt's database (features, matches and its camera), in the scratch folder."""
+    calibration: dict[str, Any] | None
+    """The focal self-calibration (:func:`calibrate`, plus ``initial_focal``), or None."""
+    pairs: list[colmap.PairStats]
+    """Matches of consecutive frames (empty when no model was found)."""
+
+    @property
+    def best(self) -> colmap.Model | None:
+        """The largest model, or None."""
+        return self.models[0] if self.models else None
+
+    @property
+    def registered(self) -> int:
+        """Frames registered in the largest model."""
+        return self.models[0].size if self.models else 0
+
+
+def _zero_timings() -> dict[str, float]:
+    return {"extract": 0.0, "match": 0.0, "calibrate": 0.0, "map": 0.0}
+
+
+@dataclass
+class _Run:
+    """What the attempts of one run share: the inputs, the feature and match databases
+    made so far (attempts with the same settings reuse them) and the seconds per step."""
+
+    ws: Workspace
+    cfg: Config
+    names: list[str]
+    """The frames, in time order."""
+    work: Path
+    """Scratch folder of the attempts (``<ws>/colmap/.attempts``)."""
+    mask_dir: Path | None
+    """The masks under COLMAP's names, or None."""
+    reporter: Reporter
+    timings: dict[str, float] = field(default_factory=_zero_timings)
+    features: dict[int, Path] = field(default_factory=dict)
+    """``max_num_features`` -> database with the extracted features."""
+    keypoints: dict[int, dict[str, int]] = field(default_factory=dict)
+    """``max_num_features`` -> keypoints per image."""
+    matches: dict[tuple[int, str, int], Path] = field(default_factory=dict)
+    """``(max_num_features, matcher, overlap)`` -> database with those matches."""
+
+    @property
+    def n(self) -> int:
+        return len(self.names)
+
+
+@dataclass
+class _Camera:
+    """The camera an attempt maps with (the focal fallback of :func:`_map` changes it)."""
+
+    model: str
+    """COLMAP camera model."""
+    focal: float
+    """Initial focal length in pixels (fx = fy)."""
+    side: int
+    """Longer image side in pixels."""
+    refine: bool
+    """Whether bundle adjustment refines the intrinsics."""
+    calibration: dict[str, Any] | None
+    """The focal self-calibration, or None."""
+    fallback: str | None = None
+    """``"one focal"`` or ``"fixed focal"`` after an implausible result, else None."""
 
 
 def list_images(ws: Workspace) -> list[str]:
@@ -103,7 +188,7 @@ def choose_matcher(n: int, pc: PosesConfig) -> str:
     return pc.matcher
 
 
-def ladder(n: int, pc: PosesConfig) -> list[Attempt]:
+def ladder(n: int, pc: PosesConfig) -> list[Rung]:
     """The retry ladder: the configured attempt first, then ever more permissive ones.
 
     Args:
@@ -111,9 +196,9 @@ def ladder(n: int, pc: PosesConfig) -> list[Attempt]:
         pc: Poses configuration.
 
     Returns:
-        At most ``pc.max_attempts`` distinct attempts.
+        At most ``pc.max_attempts`` distinct rungs.
     """
-    first = Attempt("configured", pc.max_num_features, choose_matcher(n, pc), pc.mapper,
+    first = Rung("configured", pc.max_num_features, choose_matcher(n, pc), pc.mapper,
                     pc.init_min_num_inliers, pc.init_min_tri_angle, overlap=fitted_overlap(n, pc))
     if n <= EXHAUSTIVE_RETRY_MAX:
         more = replace(first, reason="more features, exhaustive matching",
@@ -145,15 +230,18 @@ def _check(pc: PosesConfig) -> None:
 
 
 def _colmap_masks(ws: Workspace, names: list[str], reporter: Reporter) -> Path | None:
-    """Masks under COLMAP's names (``<image name>.png``) in ``<ws>/colmap/masks``."""
+    """The masks under COLMAP's names (:meth:`Workspace.colmap_mask_for`) in ``ws.colmap_masks``.
+
+    A frame without a mask gets an all-white one (use every pixel). Returns None when
+    the workspace has no ``masks/``.
+    """
     if not ws.masks.is_dir():
         return None
-    out = ws.colmap / "masks"
-    with atomic_dir(out) as tmp:
+    with atomic_dir(ws.colmap_masks) as tmp:
         missing = 0
         for n in names:
-            src = mask_path(ws, n)
-            dst = tmp / f"{n}.png"
+            src = ws.find_mask(n)
+            dst = tmp / ws.colmap_mask_for(n).name  # made in tmp, swapped into place at the end
             if src is None:
                 missing += 1
                 import cv2  # only for the rare missing mask
@@ -167,7 +255,7 @@ def _colmap_masks(ws: Workspace, names: list[str], reporter: Reporter) -> Path |
                 shutil.copyfile(src, dst)
     if missing:
         reporter.warn(f"{missing} of {len(names)} frames have no mask in {ws.masks}; using all of them")
-    return out
+    return ws.colmap_masks
 
 
 def calibrate(db: Path, min_pairs: int = 3) -> dict[str, Any] | None:
@@ -192,7 +280,8 @@ def _final_model_name(pc: PosesConfig) -> str:
     return "PINHOLE" if pc.camera_model == "auto" else pc.camera_model
 
 
-def _diagnose(pairs: list[colmap.PairStats], keypoints: dict[str, int], width: int, height: int) -> tuple[str, str]:
+def _diagnose(pairs: list[colmap.PairStats], keypoints: dict[str, int], width: int,
+              height: int) -> tuple[str, str]:
     """The likely cause of a failed reconstruction, and what to try."""
     kp = np.median(list(keypoints.values())) if keypoints else 0
     verified = np.median([p.verified for p in pairs]) if pairs else 0
@@ -271,149 +360,259 @@ def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER) -> dict[
     names = list_images(ws)
     if not names:
         raise MissingStageError(f"no frames in {ws.images}", "run `vid3d frames` first")
-    n = len(names)
     t_start = time.perf_counter()
-    timings = {"extract": 0.0, "match": 0.0, "calibrate": 0.0, "map": 0.0}
     ws.colmap.mkdir(parents=True, exist_ok=True)
     work = ws.colmap / ".attempts"
     if work.exists():
         shutil.rmtree(work)
     work.mkdir()
-    mask_dir = _colmap_masks(ws, names, reporter)
-    extracted: dict[int, Path] = {}
-    matched: dict[tuple[int, str, int], Path] = {}
-    keypoints: dict[int, dict[str, int]] = {}
-    records: list[dict[str, Any]] = []
-    results: list[tuple[colmap.Model, list[colmap.Model], Path, dict, list, int]] = []
-    target = pc.retry_below_fraction
-    attempts = ladder(n, pc)
-
+    state = _Run(ws, cfg, names, work, _colmap_masks(ws, names, reporter), reporter)
+    rungs = ladder(len(names), pc)
     try:
         with colmap.colmap_log(ws.colmap / "colmap.log"):
-            for k, att in enumerate(attempts):
-                t_att = time.perf_counter()
-                label = f"[{k + 1}/{len(attempts)}]"
-                # features, shared by attempts with the same feature count
-                if att.max_num_features not in extracted:
-                    t0 = time.perf_counter()
-                    db = work / f"features_{att.max_num_features}.db"
-                    colmap.create_database(db)
-                    model0 = _final_model_name(pc)
-                    with reporter.task(f"{label} Extracting features", total=n) as task:
-                        colmap.extract_features(db, ws.images, names, camera_model=model0, mask_dir=mask_dir,
-                                                max_num_features=att.max_num_features, device_name=cfg.device,
-                                                progress=task.advance)
-                    extracted[att.max_num_features] = db
-                    keypoints[att.max_num_features] = colmap.keypoint_counts(db)
-                    timings["extract"] += time.perf_counter() - t0
-                mkey = (att.max_num_features, att.matcher, att.overlap)
-                if mkey not in matched:
-                    t0 = time.perf_counter()
-                    db = work / f"matches_{att.max_num_features}_{att.matcher}_{att.overlap}.db"
-                    shutil.copyfile(extracted[att.max_num_features], db)
-                    pairs = (colmap.exhaustive_pairs(n) if att.matcher == "exhaustive"
-                             else colmap.sequential_pairs(n, att.overlap))
-                    with reporter.task(f"{label} Matching ({att.matcher})", total=len(pairs)) as task:
-                        colmap.match_pairs(db, names, pairs, work, device_name=cfg.device, progress=task.advance,
-                                           seed=pc.seed)
-                    matched[mkey] = db
-                    timings["match"] += time.perf_counter() - t0
-                    if len(matched) == 1:
-                        _check_motion(db, names, pairs, keypoints[att.max_num_features], pc)
-                db = work / f"attempt_{k}.db"
-                shutil.copyfile(matched[mkey], db)
-                t0 = time.perf_counter()
-                calib = calibrate(db) if pc.calibrate else None
-                cam = colmap.camera_info(db)
-                side = max(cam["width"], cam["height"])
-                fx = fy = 1.2 * side  # COLMAP's guess
-                if calib:  # a focal at the search's edge means the pairs did not determine it
-                    fx = fy = float(np.clip(calib["focal"], FOCAL_RANGE[0] * side, FOCAL_RANGE[1] * side))
-                    calib["initial_focal"] = fx
-                refine = pc.refine_intrinsics or calib is None
-                model_name = _final_model_name(pc)
-                if calib is None and pc.calibrate:
-                    reporter.warn("poses: too few frame pairs to self-calibrate the focal length; "
-                                  "bundle adjustment estimates it")
-                colmap.set_camera(db, model_name, fx, fy)
-                timings["calibrate"] += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                s = colmap.MapperSettings(mapper=att.mapper, init_min_num_inliers=att.init_min_num_inliers,
-                                          init_min_tri_angle=att.init_min_tri_angle,
-                                          abs_pose_min_num_inliers=att.abs_pose_min_num_inliers,
-                                          min_num_matches=att.min_num_matches, refine_intrinsics=refine,
-                                          seed=pc.seed)
-                with reporter.task(f"{label} Registering frames ({att.mapper})", total=n) as task:
-                    models = colmap.run_mapper(db, ws.images, work / f"sparse_{k}", s, progress=task.advance)
-                    task.update(completed=models[0].size if models else 0)
-                fallback = None
-                for again, fixed in (("SIMPLE_PINHOLE", False), ("SIMPLE_PINHOLE", True)):
-                    if not models or pc.camera_model != "auto" or _plausible(models[0].camera, side):
-                        break
-                    # the self-calibration in bundle adjustment degenerated (fx and fy far apart, or
-                    # an absurd focal length): one focal length instead, then a fixed one
-                    reporter.warn(f"poses: focal lengths {_focal_xy(models[0].camera)} px are implausible; "
-                                  f"mapping again with {'a fixed' if fixed else 'one'} focal length")
-                    model_name, fallback = again, ("fixed focal" if fixed else "one focal")
-                    colmap.set_camera(db, model_name, fx, fy)
-                    s = replace(s, refine_intrinsics=not fixed)
-                    refine = not fixed
-                    with reporter.task(f"{label} Registering frames again ({att.mapper})", total=n) as task:
-                        models = colmap.run_mapper(db, ws.images, work / f"sparse_{k}", s, progress=task.advance)
-                        task.update(completed=models[0].size if models else 0)
-                timings["map"] += time.perf_counter() - t0
-                best = models[0] if models else None
-                frac = best.size / n if best else 0.0
-                settings = asdict(att) | {"camera_model": model_name, "refine_intrinsics": refine,
-                                          "intrinsics_fallback": fallback}
-                rec = {"index": k, "reason": att.reason, "settings": settings,
-                       "registered": best.size if best else 0, "registered_fraction": round(frac, 4),
-                       "mean_reprojection_error": _r(best.mean_reprojection_error) if best else None,
-                       "points": best.points if best else 0,
-                       "focal_px": _focal(best.camera) if best else None,
-                       "models": [m.size for m in models],
-                       "calibration": {kk: _r(v) for kk, v in calib.items()} if calib else None,
-                       "seconds": round(time.perf_counter() - t_att, 2)}
-                records.append(rec)
-                reporter.debug(f"poses attempt {k + 1} ({att.reason}): {rec['registered']}/{n} frames registered")
-                if best is not None:
-                    pstats = colmap.pair_stats(matched[mkey], list(zip(names[:-1], names[1:])))
-                    results.append((best, models[1:], db, calib or {}, pstats, k))
-                if frac >= target:
-                    break
-                if k + 1 < len(attempts):
-                    reporter.warn(f"poses: {rec['registered']}/{n} frames registered; retrying with "
-                                  f"{attempts[k + 1].reason}")
-
-            if not results or max(r[0].size for r in results) / n < pc.min_registered_fraction:
-                mk = max(matched, key=lambda key: key[0]) if matched else None
-                pstats = colmap.pair_stats(matched[mk], list(zip(names[:-1], names[1:]))) if mk else []
-                kps = keypoints[mk[0]] if mk else {}
-                cam = colmap.camera_info(matched[mk]) if mk else {"width": 0, "height": 0}
-                cause, hint = _diagnose(pstats, kps, cam.get("width", 0), cam.get("height", 0))
-                got = max((r[0].size for r in results), default=0)
-                raise PosesError(f"structure from motion registered only {got} of {n} frames "
-                                 f"after {len(records)} attempts; likely cause: {cause}", hint)
-
-            bi = max(range(len(results)), key=lambda i: results[i][0].score())
-            best, others, best_db, calib, pstats, best_index = results[bi]
+            attempts = _climb(state, rungs)
+            win = _winner(state, attempts)
             t0 = time.perf_counter()
-            with atomic_path(ws.database) as tmp:
-                shutil.copyfile(best_db, tmp)
-            with atomic_dir(ws.sparse0) as tmp:
-                colmap.write_model(best, tmp)
-            data = colmap.model_cameras(best.rec)
-            timings["write"] = time.perf_counter() - t0
+            cameras = _write_model(ws, win)
+            state.timings["write"] = time.perf_counter() - t0
     except (RuntimeError, ValueError) as e:  # pycolmap's checks; ours are Vid3dErrors
         raise PosesError(f"COLMAP failed: {str(e).strip().splitlines()[-1][:300]}",
                          storage_hint(ws.root) or f"see {ws.colmap / 'colmap.log'}") from e
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    state.timings["total"] = time.perf_counter() - t_start
+    metrics = _metrics(names, win, attempts, state.timings)
+    _write_poses_json(ws, names, win.best, cameras, metrics)
+    reporter.log(f"poses: {win.best.size}/{len(names)} frames registered, {win.best.points} points, "
+                 f"reprojection error {metrics['mean_reprojection_error']} px, focal {metrics['focal_px']} px")
+    return metrics
 
-    timings["total"] = time.perf_counter() - t_start
+
+# ---- the ladder: which rungs to run, and which attempt wins
+
+
+def _climb(state: _Run, rungs: list[Rung]) -> list[Attempt]:
+    """Run the rungs in order until one registers ``poses.retry_below_fraction`` of the frames.
+
+    Returns:
+        The attempts made, in order.
+    """
+    attempts: list[Attempt] = []
+    for k, rung in enumerate(rungs):
+        attempt = _run_attempt(state, k, rung, label=f"[{k + 1}/{len(rungs)}]")
+        attempts.append(attempt)
+        if attempt.registered / state.n >= state.cfg.poses.retry_below_fraction:
+            break
+        if k + 1 < len(rungs):
+            state.reporter.warn(f"poses: {attempt.record['registered']}/{state.n} frames registered; "
+                              f"retrying with {rungs[k + 1].reason}")
+    return attempts
+
+
+def _winner(state: _Run, attempts: list[Attempt]) -> Attempt:
+    """The attempt whose largest model scores best (:meth:`colmap.Model.score`).
+
+    Raises:
+        PosesError: no attempt registered ``poses.min_registered_fraction`` of the
+            frames; the message gives the likely cause (:func:`_diagnose`).
+    """
+    found = [a for a in attempts if a.best is not None]
+    if not found or max(a.registered for a in found) / state.n < state.cfg.poses.min_registered_fraction:
+        raise _failure(state, attempts)
+    return max(found, key=lambda a: a.best.score())
+
+
+def _failure(state: _Run, attempts: list[Attempt]) -> PosesError:
+    """The error for a run that registered too few frames, diagnosed from the matches
+    with the most features."""
+    names, matched = state.names, state.matches
+    mk = max(matched, key=lambda key: key[0]) if matched else None
+    pstats = colmap.pair_stats(matched[mk], list(zip(names[:-1], names[1:]))) if mk else []
+    kps = state.keypoints[mk[0]] if mk else {}
+    cam = colmap.camera_info(matched[mk]) if mk else {"width": 0, "height": 0}
+    cause, hint = _diagnose(pstats, kps, cam.get("width", 0), cam.get("height", 0))
+    got = max((a.registered for a in attempts), default=0)
+    return PosesError(f"structure from motion registered only {got} of {state.n} frames "
+                      f"after {len(attempts)} attempts; likely cause: {cause}", hint)
+
+
+# ---- one attempt: features, matches, camera, mapping
+
+
+def _run_attempt(state: _Run, k: int, rung: Rung, label: str) -> Attempt:
+    """Run one rung of the retry ladder.
+
+    Features and matches are shared with earlier attempts of the same settings; the
+    attempt's own database (``<work>/attempt_<k>.db``) gets the focal length
+    (:func:`_set_camera`) and is mapped (:func:`_map`).
+
+    Args:
+        state: The run's shared state.
+        k: Index of the rung in the ladder.
+        rung: Its settings.
+        label: Prefix of the progress tasks, e.g. ``"[1/4]"``.
+    """
+    t_att = time.perf_counter()
+    _extract(state, rung, label)
+    matches = _match(state, rung, label)
+    db = state.work / f"attempt_{k}.db"
+    shutil.copyfile(matches, db)
+    camera = _set_camera(state, db)
+    models = _map(state, k, rung, label, db, camera)
+    record = _record(k, rung, camera, models, state.n, time.perf_counter() - t_att)
+    state.reporter.debug(f"poses attempt {k + 1} ({rung.reason}): {record['registered']}/{state.n} "
+                       "frames registered")
+    pairs = colmap.pair_stats(matches, list(zip(state.names[:-1], state.names[1:]))) if models else []
+    return Attempt(index=k, record=record, models=models, database=db, calibration=camera.calibration,
+                   pairs=pairs)
+
+
+def _extract(state: _Run, rung: Rung, label: str) -> None:
+    """Extract SIFT features with ``rung.max_num_features`` unless an earlier attempt did."""
+    if rung.max_num_features in state.features:
+        return
+    t0 = time.perf_counter()
+    db = state.work / f"features_{rung.max_num_features}.db"
+    colmap.create_database(db)
+    with state.reporter.task(f"{label} Extracting features", total=state.n) as task:
+        colmap.extract_features(db, state.ws.images, state.names,
+                                camera_model=_final_model_name(state.cfg.poses), mask_dir=state.mask_dir,
+                                max_num_features=rung.max_num_features, device_name=state.cfg.device,
+                                progress=task.advance)
+    state.features[rung.max_num_features] = db
+    state.keypoints[rung.max_num_features] = colmap.keypoint_counts(db)
+    state.timings["extract"] += time.perf_counter() - t0
+
+
+def _match(state: _Run, rung: Rung, label: str) -> Path:
+    """The database with ``rung``'s matches, matched now unless an earlier attempt did.
+
+    The run's first matching also checks that the camera moves (:func:`_check_motion`).
+    """
+    key = (rung.max_num_features, rung.matcher, rung.overlap)
+    if key in state.matches:
+        return state.matches[key]
+    t0 = time.perf_counter()
+    db = state.work / f"matches_{rung.max_num_features}_{rung.matcher}_{rung.overlap}.db"
+    shutil.copyfile(state.features[rung.max_num_features], db)
+    pairs = (colmap.exhaustive_pairs(state.n) if rung.matcher == "exhaustive"
+             else colmap.sequential_pairs(state.n, rung.overlap))
+    with state.reporter.task(f"{label} Matching ({rung.matcher})", total=len(pairs)) as task:
+        colmap.match_pairs(db, state.names, pairs, state.work, device_name=state.cfg.device,
+                           progress=task.advance, seed=state.cfg.poses.seed)
+    state.matches[key] = db
+    state.timings["match"] += time.perf_counter() - t0
+    if len(state.matches) == 1:
+        _check_motion(db, state.names, pairs, state.keypoints[rung.max_num_features], state.cfg.poses)
+    return db
+
+
+def _set_camera(state: _Run, db: Path) -> _Camera:
+    """Self-calibrate the focal length (``poses.calibrate``) and set the database's camera."""
+    pc = state.cfg.poses
+    t0 = time.perf_counter()
+    calib = calibrate(db) if pc.calibrate else None
+    cam = colmap.camera_info(db)
+    side = max(cam["width"], cam["height"])
+    focal = 1.2 * side  # COLMAP's guess
+    if calib:  # a focal at the search's edge means the pairs did not determine it
+        focal = float(np.clip(calib["focal"], FOCAL_RANGE[0] * side, FOCAL_RANGE[1] * side))
+        calib["initial_focal"] = focal
+    camera = _Camera(model=_final_model_name(pc), focal=focal, side=side,
+                     refine=pc.refine_intrinsics or calib is None, calibration=calib)
+    if calib is None and pc.calibrate:
+        state.reporter.warn("poses: too few frame pairs to self-calibrate the focal length; "
+                          "bundle adjustment estimates it")
+    colmap.set_camera(db, camera.model, focal, focal)
+    state.timings["calibrate"] += time.perf_counter() - t0
+    return camera
+
+
+def _map(state: _Run, k: int, rung: Rung, label: str, db: Path, camera: _Camera) -> list[colmap.Model]:
+    """Map the attempt's database with the rung's mapper settings.
+
+    With ``camera_model = "auto"``, while the focal lengths found are implausible
+    (:func:`_plausible`) it maps again with one focal length, then with a fixed one,
+    and records that in ``camera``.
+
+    Returns:
+        The models found, largest first (possibly none).
+    """
+    pc = state.cfg.poses
+    t0 = time.perf_counter()
+    s = colmap.MapperSettings(mapper=rung.mapper, init_min_num_inliers=rung.init_min_num_inliers,
+                              init_min_tri_angle=rung.init_min_tri_angle,
+                              abs_pose_min_num_inliers=rung.abs_pose_min_num_inliers,
+                              min_num_matches=rung.min_num_matches, refine_intrinsics=camera.refine,
+                              seed=pc.seed)
+    models = _register(state, k, db, s, f"{label} Registering frames ({rung.mapper})")
+    for fixed in (False, True):
+        if not models or pc.camera_model != "auto" or _plausible(models[0].camera, camera.side):
+            break
+        # the self-calibration in bundle adjustment degenerated (fx and fy far apart, or
+        # an absurd focal length): one focal length instead, then a fixed one
+        state.reporter.warn(f"poses: focal lengths {_focal_xy(models[0].camera)} px are implausible; "
+                          f"mapping again with {'a fixed' if fixed else 'one'} focal length")
+        camera.model, camera.fallback = "SIMPLE_PINHOLE", ("fixed focal" if fixed else "one focal")
+        colmap.set_camera(db, camera.model, camera.focal, camera.focal)
+        s = replace(s, refine_intrinsics=not fixed)
+        camera.refine = not fixed
+        models = _register(state, k, db, s, f"{label} Registering frames again ({rung.mapper})")
+    state.timings["map"] += time.perf_counter() - t0
+    return models
+
+
+def _register(state: _Run, k: int, db: Path, s: colmap.MapperSettings, description: str) -> list[colmap.Model]:
+    """One mapper run, with a progress task of the registered frames."""
+    with state.reporter.task(description, total=state.n) as task:
+        models = colmap.run_mapper(db, state.ws.images, state.work / f"sparse_{k}", s, progress=task.advance)
+        task.update(completed=models[0].size if models else 0)
+    return models
+
+
+def _record(k: int, rung: Rung, camera: _Camera, models: list[colmap.Model], n: int,
+            seconds: float) -> dict[str, Any]:
+    """An attempt's entry in the metrics' ``attempts``."""
+    best = models[0] if models else None
+    frac = best.size / n if best else 0.0
+    calib = camera.calibration
+    settings = asdict(rung) | {"camera_model": camera.model, "refine_intrinsics": camera.refine,
+                               "intrinsics_fallback": camera.fallback}
+    return {"index": k, "reason": rung.reason, "settings": settings,
+            "registered": best.size if best else 0, "registered_fraction": round(frac, 4),
+            "mean_reprojection_error": _r(best.mean_reprojection_error) if best else None,
+            "points": best.points if best else 0,
+            "focal_px": _focal(best.camera) if best else None,
+            "models": [m.size for m in models],
+            "calibration": {kk: _r(v) for kk, v in calib.items()} if calib else None,
+            "seconds": round(seconds, 2)}
+
+
+# ---- outputs
+
+
+def _write_model(ws: Workspace, win: Attempt) -> dict[str, Any]:
+    """Write the winner's database to ``colmap/database.db`` and its largest model to
+    ``sparse/0``, both atomically.
+
+    Returns:
+        The model's cameras (:func:`vid3d.sfm.colmap.model_cameras`).
+    """
+    with atomic_path(ws.database) as tmp:
+        shutil.copyfile(win.database, tmp)
+    with atomic_dir(ws.sparse0) as tmp:
+        colmap.write_model(win.best, tmp)
+    return colmap.model_cameras(win.best.rec)
+
+
+def _metrics(names: list[str], win: Attempt, attempts: list[Attempt],
+             timings: dict[str, float]) -> dict[str, Any]:
+    """The stage's metrics (see :func:`run`)."""
+    best = win.best
     cam = best.camera
     reg = set(best.registered)
-    metrics = {
+    n = len(names)
+    return {
         "registered": best.size,
         "total": n,
         "registered_fraction": round(best.size / n, 4),
@@ -428,12 +627,19 @@ def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER) -> dict[
         "height": cam.get("height"),
         "unregistered": [nm for nm in names if nm not in reg],
         "timings": {k: round(v, 2) for k, v in timings.items()},
-        "attempts": records,
-        "best_attempt": best_index,
-        "other_models": [m.size for m in others],
-        "calibration": calib or None,
-        "pairs": [p.to_dict() for p in pstats],
+        "attempts": [a.record for a in attempts],
+        "best_attempt": win.index,
+        "other_models": [m.size for m in win.models[1:]],
+        "calibration": win.calibration or None,
+        "pairs": [p.to_dict() for p in win.pairs],
     }
+
+
+def _write_poses_json(ws: Workspace, names: list[str], best: colmap.Model, data: dict[str, Any],
+                      metrics: dict[str, Any]) -> None:
+    """Write ``poses.json``: the camera, every frame's ``camtoworld`` (None when not
+    registered) and the metrics."""
+    cam = best.camera
     K = data["cameras"][int(data["camera_ids"][0])]["K"] if len(data["names"]) else np.eye(3)
     c2w = dict(zip(data["names"], data["camtoworlds"]))
     frames = [{"name": nm, "registered": nm in c2w,
@@ -442,9 +648,9 @@ def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER) -> dict[
                                           "height": cam.get("height"), "params": cam.get("params"),
                                           "K": K.tolist()},
                                "frames": frames, "metrics": metrics})
-    reporter.log(f"poses: {best.size}/{n} frames registered, {best.points} points, "
-                 f"reprojection error {metrics['mean_reprojection_error']} px, focal {metrics['focal_px']} px")
-    return metrics
+
+
+# ---- focal lengths
 
 
 def _plausible(cam: dict, side: int) -> bool:

@@ -8,7 +8,7 @@ are saved.
 
 Example::
 
-    info = probe(Path("clip.mp4"))
+    info = probe_video(Path("clip.mp4"))
     with VideoReader(Path("clip.mp4")) as reader:
         for frame in reader.frames():
             grey = frame.grey()  # [H, W] uint8, rotated for display
@@ -16,7 +16,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -62,12 +62,6 @@ class VideoInfo:
     rotation: int
     codec: str
     container: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """The info as JSON-serialisable values."""
-        d = asdict(self)
-        d["path"] = str(self.path)
-        return d
 
 
 class Frame:
@@ -282,7 +276,7 @@ class VideoReader:
                 f = None
 
 
-def probe(path: Path) -> VideoInfo:
+def probe_video(path: Path) -> VideoInfo:
     """Read a video's header (and its first frame, for the rotation).
 
     Args:

@@ -9,8 +9,8 @@ written to a temporary name and renamed into place only when ffmpeg succeeded.
 
 Also: output sizes from presets (:func:`output_size`), an animated WebP/GIF
 preview made from a finished video (:func:`write_preview`), a PNG thumbnail
-(:func:`write_png`), :func:`probe`, which reads codec, pixel format, size, frame
-count, rate, colour tags and atom order back from a file, and
+(:func:`write_png`), :func:`inspect_mp4`, which reads codec, pixel format, size, frame
+count, rate, colour tags and atom order back from a written file, and
 :func:`encoder_status` for ``vid3d doctor``.
 """
 
@@ -353,8 +353,8 @@ def top_level_atoms(path: Path) -> list[str]:
     return atoms
 
 
-def probe(path: Path) -> dict[str, Any]:
-    """What a video file holds, read with PyAV.
+def inspect_mp4(path: Path) -> dict[str, Any]:
+    """What an encoded video file holds, read with PyAV (for checking vid3d's own output).
 
     Args:
         path: A video file.
@@ -439,7 +439,7 @@ def _color_name(kind: str, value: Any) -> str | None:
 def encoder_status() -> dict[str, Any]:
     """Whether H.264 output works here, for ``vid3d doctor``.
 
-    Encodes 3 tiny frames to a temporary file and probes it.
+    Encodes 3 tiny frames to a temporary file and inspects it (:func:`inspect_mp4`).
 
     Returns:
         A dict: ``ffmpeg`` (path or None), ``version`` (first line of ``ffmpeg
@@ -457,7 +457,7 @@ def encoder_status() -> dict[str, Any]:
             with VideoWriter(out, 16, 16, fps=30, crf=23, preset="ultrafast") as writer:
                 for i in range(3):
                     writer.write(np.full((16, 16, 3), 80 * i, np.uint8))
-            info = probe(out)
+            info = inspect_mp4(out)
         good = (info["codec"] == "h264" and info["pix_fmt"] == "yuv420p" and info["frames"] == 3
                 and info["faststart"] and info["color_primaries"] == "bt709")
         status["ok"] = bool(good)

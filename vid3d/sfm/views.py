@@ -1,17 +1,21 @@
-"""Build a :class:`vid3d.scene.Scene` from the workspace's COLMAP model.
+"""The posed training views of a workspace: load them, undistorting when needed.
+
+:func:`load_scene` builds a :class:`vid3d.scene.Scene` (cameras, images, masks, SfM
+points) from the workspace's COLMAP model.
 
 Reads ``<ws>/sparse/0`` (cameras.bin images.bin points3D.bin), ``<ws>/images/`` and
-``<ws>/masks/`` (if any). When the camera model has distortion (e.g. SIMPLE_RADIAL),
-writes pinhole versions of the registered images and masks to the cache folder
-``<ws>/undistorted/`` (``images/``, ``masks/``, ``stamp.json``), atomically, and
-re-makes it when ``sparse/0`` or ``images/`` change. ``images/`` + ``sparse/0`` stay
-the raw COLMAP dataset.
+``<ws>/masks/`` (if any; :meth:`Workspace.find_mask`). When the camera model has
+distortion (e.g. SIMPLE_RADIAL), writes pinhole versions of the registered images and
+masks to the cache folder ``<ws>/undistorted/`` (:attr:`Workspace.undistorted`:
+``images/<image name>``, ``masks/`` under the names of ``<ws>/masks/``, ``stamp.json``),
+atomically, and re-makes it when ``sparse/0``, ``images/`` or ``masks/`` change.
+``images/`` + ``sparse/0`` stay the raw COLMAP dataset.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -27,17 +31,13 @@ PINHOLE_MODELS = ("SIMPLE_PINHOLE", "PINHOLE")
 CACHE_VERSION = 1
 
 
-def undistorted_dir(ws: Workspace) -> Path:
-    """The cache folder of undistorted images and masks."""
-    return ws.root / "undistorted"
+@dataclass
+class _Pinhole:
+    """The one pinhole camera of the undistorted cache."""
 
-
-def mask_path(ws: Workspace, name: str) -> Path | None:
-    """The mask of image ``name``: ``masks/<stem>.png`` or COLMAP's ``masks/<name>.png``."""
-    for p in (ws.masks / f"{Path(name).stem}.png", ws.masks / f"{name}.png"):
-        if p.is_file():
-            return p
-    return None
+    K: np.ndarray  # [3, 3]
+    width: int
+    height: int
 
 
 def load_scene(ws: Workspace) -> Scene:
@@ -68,22 +68,23 @@ def load_scene(ws: Workspace) -> Scene:
         Ks = np.stack([cams[int(c)]["K"] for c in cam_ids])
         width, height = first["width"], first["height"]
         image_paths = [ws.images / n for n in names]
-        mask_paths = [mask_path(ws, n) for n in names]
+        mask_paths = [ws.find_mask(n) for n in names]
     else:
-        out = _undistort(ws, rec, names)
-        Ks = np.stack([out["K"]] * len(names))
-        width, height = out["width"], out["height"]
-        image_paths = [out["dir"] / "images" / n for n in names]
-        mask_paths = [(out["dir"] / "masks" / f"{Path(n).stem}.png") if mask_path(ws, n) else None
+        pin = _undistort(ws, rec, names)
+        Ks = np.stack([pin.K] * len(names))
+        width, height = pin.width, pin.height
+        image_paths = [ws.undistorted / "images" / n for n in names]
+        mask_paths = [(ws.undistorted / "masks" / ws.mask_for(n).name) if ws.find_mask(n) else None
                       for n in names]
     return Scene(names=names, camtoworlds=data["camtoworlds"], Ks=Ks, width=int(width),
                  height=int(height), image_paths=image_paths, mask_paths=mask_paths,
                  points=data["points"], colors=data["colors"])
 
 
-def _undistort(ws: Workspace, rec: Any, names: list[str]) -> dict[str, Any]:
-    """Undistort the registered images (bilinear) and masks (nearest) to one pinhole camera."""
-    cache = undistorted_dir(ws)
+def _undistort(ws: Workspace, rec: Any, names: list[str]) -> _Pinhole:
+    """Undistort the registered images (bilinear) and masks (nearest) to one pinhole camera,
+    in ``ws.undistorted`` (kept while its stamp matches)."""
+    cache = ws.undistorted
     cams = {rec.find_image_with_name(n).camera_id for n in names}
     cam = rec.cameras[next(iter(cams))]
     if len(cams) > 1:  # vid3d writes one shared camera; other models would need one K each
@@ -96,7 +97,7 @@ def _undistort(ws: Workspace, rec: Any, names: list[str]) -> dict[str, Any]:
              "images": fingerprint_paths([ws.images]),
              "masks": fingerprint_paths([ws.masks]) if ws.masks.is_dir() else None,
              "names": names}
-    result = {"dir": cache, "K": K, "width": int(pin.width), "height": int(pin.height)}
+    result = _Pinhole(K=K, width=int(pin.width), height=int(pin.height))
     try:
         if json.loads((cache / "stamp.json").read_text()) == stamp:
             return result
@@ -116,11 +117,11 @@ def _undistort(ws: Workspace, rec: Any, names: list[str]) -> dict[str, Any]:
             img = cv2.imread(str(ws.images / n), cv2.IMREAD_COLOR)
             out = cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             cv2.imwrite(str(tmp / "images" / n), out, [cv2.IMWRITE_JPEG_QUALITY, 95])
-            mp = mask_path(ws, n)
+            mp = ws.find_mask(n)
             if mp is not None:
                 m = cv2.imread(str(mp), cv2.IMREAD_GRAYSCALE)
                 mo = cv2.remap(m, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
                                borderValue=0)
-                cv2.imwrite(str(tmp / "masks" / f"{Path(n).stem}.png"), mo)
+                cv2.imwrite(str(tmp / "masks" / ws.mask_for(n).name), mo)
         (tmp / "stamp.json").write_text(json.dumps(stamp))
     return result
