@@ -7,7 +7,7 @@ import pytest
 import torch
 from pytorch_msssim import ssim as reference_ssim
 
-from vid3d.splats.losses import psnr, ssim_map
+from vid3d.splats.losses import psnr, robust_mask, ssim_map
 
 from .conftest import data_path
 
@@ -48,3 +48,27 @@ def test_psnr_of_a_known_error():
     a = torch.full((1, 8, 8, 3), 0.5)
     b = a + 0.1  # MSE 0.01: 20 dB
     assert psnr(b, a) == pytest.approx(20.0, abs=1e-4)
+
+
+def test_robust_mask_drops_a_transient_object_and_keeps_the_rest():
+    a, _ = _pair()
+    target = a.clone()
+    g = torch.Generator().manual_seed(2)
+    render = (a + 0.02 * torch.randn(a.shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+    # something the splats cannot explain: a patch of another part of the frame, pasted
+    target[0, 100:150, 200:260] = a[0, 10:60, 20:80].flip(0)
+    keep = robust_mask(render, target)
+    assert keep.shape == a.shape[:3]
+    patch = torch.zeros_like(keep)
+    patch[0, 100:150, 200:260] = True
+    patch_err = (render - target).abs().mean(-1)[patch]
+    strong = patch.clone()
+    strong[patch] = patch_err > 0.1  # where the paste differs clearly from what it covers
+    assert (~keep[strong]).float().mean() > 0.9
+    assert (~keep[~patch]).float().mean() < 0.01
+    # a frame that is close everywhere keeps every pixel
+    assert robust_mask(render, a).all()
+    # masked pixels stay out
+    m = torch.ones_like(keep)
+    m[0, :20] = False
+    assert not robust_mask(render, a, m)[0, :20].any()

@@ -71,6 +71,38 @@ def photometric_loss(render: torch.Tensor, target: torch.Tensor, mask: torch.Ten
     return (1.0 - ssim_lambda) * l1 + ssim_lambda * dssim
 
 
+def robust_mask(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
+                factor: float = 3.0, floor: float = 0.1, blob: int = 5) -> torch.Tensor:
+    """The pixels a robust loss keeps: those whose error is not far above the frame's typical
+    error, as in RobustNeRF's trimmed loss (what moved between frames and was not masked:
+    a passing car, a waving hand; the splats cannot explain it, so it must not pull them).
+
+    A pixel is dropped when its error (mean absolute error over the channels, averaged
+    over its 3x3 neighbourhood) exceeds both ``factor`` times the frame's median error and
+    ``floor``, and most of its ``blob`` x ``blob`` neighbourhood is dropped too: outliers
+    count only as regions, so fine detail the splats have not learned yet is kept.
+
+    Args:
+        render, target: [B, H, W, 3] images in [0, 1] (no gradient is taken).
+        mask: [B, H, W] pixels that count at all (True = use), or None.
+        factor: Multiple of the median error above which a pixel is an outlier. Default: 3.
+        floor: Errors below this always count (a nearly perfect frame keeps every pixel).
+        blob: Side of the neighbourhood an outlier region must fill, in pixels. Default: 5.
+
+    Returns:
+        [B, H, W] bool, True where the pixel counts.
+    """
+    with torch.no_grad():
+        err = (render - target).abs().mean(-1, keepdim=True).permute(0, 3, 1, 2)  # [B, 1, H, W]
+        err = F.avg_pool2d(err, 3, 1, 1)[:, 0]  # [B, H, W]
+        use = torch.ones_like(err, dtype=torch.bool) if mask is None else mask.bool()
+        typical = torch.stack([e[u].median() if u.any() else e.new_zeros(())
+                               for e, u in zip(err, use)])  # [B]
+        outlier = err > torch.clamp(factor * typical, min=floor)[:, None, None]
+        share = F.avg_pool2d(outlier[:, None].float(), blob, 1, blob // 2)[:, 0]
+        return use & ~(outlier & (share > 0.5))
+
+
 def psnr(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> float:
     """Peak signal-to-noise ratio in dB of images in [0, 1] (over unmasked pixels)."""
     mse = float(_masked_mean((render.clamp(0, 1) - target) ** 2, mask))
