@@ -1,4 +1,6 @@
-"""Video output and the render stage: real encodes, probed from the files, and real splats."""
+"""Video output and the render stage: real encodes, probed from the files, and real splats;
+and, at the end, how the device and rasterizer are chosen on a machine whose GPU cannot be
+used (tested here with a pretend GPU; the real one is tests/test_cuda.py's)."""
 
 from __future__ import annotations
 
@@ -14,13 +16,22 @@ from vid3d.config import Config
 from vid3d.errors import ConfigError, MissingStageError, RenderError
 from vid3d.splats.model import Checkpoint, init_splats, save_checkpoint
 from vid3d.stages import render
-from vid3d.video.encode import (VideoWriter, encoder_status, ffmpeg_exe, letterbox, output_size,
-                                probe, write_png, write_preview)
+from vid3d.video.encode import (VideoWriter, encoder_status, ffmpeg_exe, inspect_mp4, letterbox,
+                                output_size, write_png, write_preview)
 from vid3d.workspace import Workspace
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 GARDEN = DATA / "gsplat" / "test_garden.npz"
 needs_data = pytest.mark.skipif(not GARDEN.is_file(), reason="shared test data not found")
+
+
+def auto_device() -> str:
+    """What device "auto" resolves to here: CUDA where PyTorch sees a GPU and gsplat's
+    CUDA kernels load, else the CPU."""
+    from vid3d.splats.rasterize import prepare_cuda_backend
+
+    cuda = torch.cuda.is_available() and prepare_cuda_backend()["state"] == "loaded"
+    return "cuda" if cuda else "cpu"
 
 
 def decode(path: Path) -> np.ndarray:
@@ -67,7 +78,7 @@ def test_writer_makes_youtube_ready_h264(tmp_path: Path, fps: int) -> None:
     with VideoWriter(out, 64, 36, fps=fps, crf=23, preset="veryfast") as w:
         for i in range(fps // 2 + 3):
             w.write(moving_bar(i))
-    info = probe(out)
+    info = inspect_mp4(out)
     assert info["codec"] == "h264" and info["profile"] == "High"
     assert info["pix_fmt"] == "yuv420p"
     assert (info["width"], info["height"]) == (64, 36)
@@ -176,7 +187,7 @@ def test_render_orbit_of_real_splats(tmp_path: Path, garden) -> None:
     assert set(res["outputs"]) == {"video", "preview", "thumbnail", "path"}
     for p in res["outputs"].values():
         assert Path(p).is_file()
-    info = probe(out)
+    info = inspect_mp4(out)
     assert (info["codec"], info["pix_fmt"], info["width"], info["height"], info["frames"]) == \
         ("h264", "yuv420p", 64, 36, 8)
     assert info["fps"] == pytest.approx(8) and info["faststart"]
@@ -201,7 +212,7 @@ def test_render_side_by_side_doubles_width(tmp_path: Path, garden) -> None:
     res = render.render_video(g["splats"], 1, g["c2w"][[0, 0, 1]], Ks, W, H, out, fps=3,
                               side_images=[image, image, image], preview="none", thumbnail=False)
     assert res["width"] == 2 * W
-    info = probe(out)
+    info = inspect_mp4(out)
     assert (info["width"], info["height"], info["frames"]) == (2 * W, H, 3)
     f = decode(out)[0].astype(int)
     assert abs(f[H // 2, W // 2].mean() - 180) < 6  # the input image on the left
@@ -215,7 +226,7 @@ def test_render_error_leaves_nothing(tmp_path: Path, garden) -> None:
     path = make_path("orbit", g["c2w"], g["Ks"], g["width"], g["height"], 64, 36, 2)
     with pytest.raises(RenderError):
         render.render_video(g["splats"], 1, path.camtoworlds, path.Ks, 64, 36, out,
-                            backend="gsplat", camera_path=path)  # gsplat needs CUDA
+                            backend="gsplat", camera_path=path)  # CPU tensors: gsplat fails
     assert out.read_bytes() == b"an earlier video"
     assert [p.name for p in tmp_path.iterdir()] == ["orbit.mp4"]
 
@@ -250,13 +261,13 @@ def test_run_from_a_path_file(tmp_path: Path, garden) -> None:
     cfg.render.x264_preset = "veryfast"
     res = render.run(ws, cfg)
     assert res["name"] == "my_path" and res["frames"] == 6 and res["fps"] == 6
-    assert (res["width"], res["height"]) == (64, 36) and res["device"] == "cpu"
+    assert (res["width"], res["height"]) == (64, 36) and res["device"] == auto_device()
     assert res["video"] == "renders/my_path.mp4"
     assert res["outputs"] == ["renders/my_path.mp4", "renders/my_path.png", "renders/my_path.gif"]
     import json
 
     json.dumps(res)  # JSON-serialisable
-    info = probe(ws.renders / "my_path.mp4")
+    info = inspect_mp4(ws.renders / "my_path.mp4")
     assert info["frames"] == 6 and info["faststart"]
     frames = decode(ws.renders / "my_path.mp4").astype(np.float64)
     # Same picture as rendering the un-normalised splats along the path directly.
@@ -311,7 +322,7 @@ def test_run_orbit_on_a_workspace(tmp_path: Path) -> None:
     assert res["outputs"] == ["renders/orbit.mp4", "renders/orbit.png", "renders/orbit.webp",
                               "renders/orbit.json"]
     assert res["gaussians"] == 2000 and res["video_bytes"] > 0
-    info = probe(ws.renders / "orbit.mp4")
+    info = inspect_mp4(ws.renders / "orbit.mp4")
     assert (info["codec"], info["pix_fmt"], info["width"], info["height"], info["frames"],
             info["fps"], info["faststart"]) == ("h264", "yuv420p", 64, 36, 8, 8.0, True)
     frames = decode(ws.renders / "orbit.mp4").astype(np.float64)
@@ -326,10 +337,10 @@ def test_run_orbit_on_a_workspace(tmp_path: Path) -> None:
 
     # A failure leaves the earlier video as it was.
     cfg.render.path = "orbit"
-    cfg.splat.backend = "gsplat"  # needs CUDA
+    cfg.device, cfg.splat.backend = "cpu", "gsplat"  # gsplat cannot render CPU tensors
     with pytest.raises(RenderError):
         render.run(ws, cfg)
-    assert probe(ws.renders / "orbit.mp4")["frames"] == 8
+    assert inspect_mp4(ws.renders / "orbit.mp4")["frames"] == 8
     assert not [p for p in ws.renders.iterdir() if ".tmp" in p.name]
 
 
@@ -341,7 +352,7 @@ def test_run_side_by_side_on_a_workspace(tmp_path: Path) -> None:
     cfg.render.preview = "none"
     res = render.run(ws, cfg)
     assert (res["name"], res["path"], res["side_by_side"]) == ("side_by_side", "input", True)
-    info = probe(ws.renders / "side_by_side.mp4")
+    info = inspect_mp4(ws.renders / "side_by_side.mp4")
     assert (info["width"], info["height"], info["frames"]) == (192, 64, 12)
     frames = decode(ws.renders / "side_by_side.mp4").astype(np.float64)
     # Input frame i (grey level 40 i + 20) is held for 2 output frames, on the left.
@@ -382,3 +393,177 @@ def test_bad_render_options_fail_before_any_work(tmp_path: Path, field: str, val
     setattr(cfg.render, field, value)
     with pytest.raises(ConfigError):
         render.run(Workspace(tmp_path / "no_workspace"), cfg)
+
+
+# --- choosing the device and the rasterizer (a pretend GPU whose kernels are missing) -----
+
+
+def test_gsplat_renders_only_where_cuda_and_its_kernels_are(tmp_path: Path) -> None:
+    """The gsplat backend renders CUDA tensors where PyTorch sees a GPU and gsplat's kernels
+    load, and fails with a RenderError anywhere else."""
+    splats = {k: v.detach() for k, v in init_splats(
+        np.random.default_rng(0).uniform(-1, 1, (200, 3)), np.full((200, 3), 128, np.uint8),
+        0, 0.8, 1.0).items()}
+    c2w = np.eye(4)
+    c2w[2, 3] = -4.0
+    K = np.array([[40.0, 0, 32], [0, 40.0, 18], [0, 0, 1]])
+    frames = lambda: list(render.render_frames(splats, 0, c2w[None], K[None], 64, 36,  # noqa: E731
+                                               device=auto_device(), backend="gsplat"))
+    if auto_device() == "cuda":
+        cpu = list(render.render_frames(splats, 0, c2w[None], K[None], 64, 36))
+        assert np.abs(frames()[0].astype(float) - cpu[0]).mean() <= 1.0
+    else:
+        with pytest.raises(RenderError):
+            frames()
+
+
+@pytest.fixture
+def gpu_without_kernels(monkeypatch):
+    """PyTorch "sees" one GPU, and gsplat's CUDA kernels are missing (its backend module
+    imported with ``_C = None``, as gsplat leaves it without a CUDA toolkit)."""
+    import sys
+    import types
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Pretend GPU")
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    backend = types.ModuleType("gsplat.cuda._backend")
+    backend._C = None
+    monkeypatch.setitem(sys.modules, "gsplat.cuda._backend", backend)
+
+
+def test_auto_falls_back_to_the_cpu_when_gsplat_has_no_cuda_kernels(gpu_without_kernels):
+    from vid3d.device import choose_device, cuda_fallback_reason, resolve_device
+    from vid3d.errors import TrainingError
+    from vid3d.splats.rasterize import cuda_backend_status, resolve_backend
+
+    st = cuda_backend_status()
+    assert (st["state"], st["usable"]) == ("failed", False)
+    choice = choose_device("auto")
+    assert choice.device == torch.device("cpu")
+    assert "CUDA kernels" in choice.reason and "docs.gsplat.studio/whl" in choice.reason
+    assert resolve_device("auto") == torch.device("cpu")
+    assert "running on the CPU" in cuda_fallback_reason()
+    assert resolve_backend("auto", torch.device("cpu")) == "cpu"
+    for device in ("cuda", "cuda:0"):  # asked for explicitly: one error line with the fix
+        with pytest.raises(ConfigError) as err:
+            resolve_device(device)
+        line = err.value.one_line()
+        assert "\n" not in line and "CUDA kernels" in line and "nvcc" in line
+    for backend in ("gsplat", "auto"):  # CUDA tensors: nothing else can rasterize them
+        with pytest.raises(TrainingError) as err:
+            resolve_backend(backend, torch.device("cuda"))
+        assert "\n" not in err.value.one_line() and "nvcc" in err.value.hint
+    with pytest.raises(ConfigError, match="sees 1 GPU"):
+        resolve_device("cuda:1")
+
+
+def test_training_on_the_cpu_says_why_the_gpu_is_not_used(gpu_without_kernels, tmp_path):
+    from vid3d.config import SplatConfig
+    from vid3d.progress import NULL_REPORTER, CollectingReporter
+    from vid3d.splats.trainer import train
+
+    from .synthetic import make_scene
+
+    scene = make_scene(tmp_path / "scene", n_views=4, width=32, height=24, n_gaussians=300)
+    rec = CollectingReporter(NULL_REPORTER)
+    _, m = train(scene, SplatConfig(steps=2, eval_every=0, checkpoint_every=0, sh_degree=0),
+                 tmp_path / "ckpt.pt", device=torch.device("cpu"), config_hash="t", reporter=rec)
+    assert m["backend"] == "cpu" and m["device"] == "cpu"
+    assert any("PyTorch sees a CUDA GPU" in w and "running on the CPU" in w
+               for w in rec.warnings), rec.warnings
+
+
+def test_doctor_says_when_gsplat_has_no_cuda_kernels(gpu_without_kernels):
+    from vid3d.doctor import gpu_checks
+
+    checks = {c.name: c for c in gpu_checks()}
+    assert checks["CUDA"].ok and "Pretend GPU (1 GPU)" in checks["CUDA"].detail
+    kernels = checks["gsplat CUDA kernels"]
+    assert not kernels.ok and not kernels.required  # vid3d still works, on the CPU
+    assert "did not load" in kernels.detail and "docs.gsplat.studio/whl" in kernels.detail
+    assert "CUDA rasterizer in use" not in checks["gsplat"].detail
+
+
+def test_without_cuda_nothing_of_gsplats_cuda_code_is_imported() -> None:
+    import sys
+
+    from vid3d.splats.rasterize import cuda_backend_status, prepare_cuda_backend
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    assert prepare_cuda_backend()["state"] == cuda_backend_status()["state"] == "no-cuda"
+    assert "gsplat.cuda._backend" not in sys.modules
+
+
+def test_kernel_hint_names_the_prebuilt_wheel_only_where_gsplat_has_one() -> None:
+    from vid3d.splats.rasterize import cuda_kernels_hint
+
+    hint = cuda_kernels_hint("2.4.1+cu124", "12.4", (3, 10))
+    assert "pip install gsplat==1.5.3 --index-url https://docs.gsplat.studio/whl/pt24cu124" in hint
+    hint = cuda_kernels_hint("2.13.0", "13.0", (3, 12))
+    assert "--index-url" not in hint and "none for torch 2.13.0 + CUDA 13.0 on Python 3.12" in hint
+    assert "CUDA 13.0 toolkit (nvcc)" in hint and "ninja" in hint
+    assert "CPU build" in cuda_kernels_hint("2.13.0+cpu", "", (3, 11))
+
+
+def test_batch_workers_keep_the_parents_gpu_mask(monkeypatch) -> None:
+    from vid3d.batch import gpu_for_slot, visible_gpus
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # SLURM or a container
+    gpus = visible_gpus(count=2)
+    assert [gpu_for_slot(s, gpus) for s in range(4)] == ["2", "3", "2", "3"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert [gpu_for_slot(s, visible_gpus(count=2)) for s in range(2)] == ["0", "1"]
+    uuids = "GPU-8e1d2c3a-0000-1111-2222-333344445555,MIG-4a5b6c7d-aaaa-bbbb-cccc-ddddeeeeffff"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", uuids)
+    assert visible_gpus(count=2) == uuids.split(",")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,7,bogus")  # CUDA stops at what it cannot use
+    assert visible_gpus(count=2) == ["1", "7"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert visible_gpus(count=0) == []
+
+
+def test_batch_job_count_and_ray_gpus_follow_every_jobs_device(monkeypatch) -> None:
+    import vid3d.batch as batch
+
+    monkeypatch.setattr(batch, "_torch_gpu_count", lambda: 4)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    cpu_jobs = batch.default_jobs("cpu")
+    assert batch.default_jobs(["cpu", "auto"]) == 4  # one GPU each, whatever the first says
+    assert batch.default_jobs(["cuda:1", "cuda:1"]) == 1  # both on the GPU they name
+    assert batch.default_jobs(["cpu", "cpu"]) == cpu_jobs
+    monkeypatch.setattr(batch, "_torch_gpu_count", lambda: 0)
+    assert batch.default_jobs(["auto", "cuda"]) == cpu_jobs
+    requests = {d: batch.ray_gpu_request(d, cluster_gpus=2) for d in ("cuda", "cuda:1", "auto", "cpu")}
+    assert requests == {"cuda": 1, "cuda:1": 1, "auto": 1, "cpu": 0}
+    assert batch.ray_gpu_request("auto", cluster_gpus=0) == 0
+    assert batch.ray_gpu_request("cuda:1", cluster_gpus=0) == 1  # and _run_ray refuses to wait
+    assert batch.ray_gpu_request("auto", cluster_gpus=2, requested=0.5) == 0.5
+
+
+def test_batch_prepares_the_kernels_once_in_the_parent_only_for_gpu_jobs(monkeypatch) -> None:
+    import vid3d.batch as batch
+    import vid3d.splats.rasterize as rz
+    from vid3d.config import Config
+
+    calls = []
+    monkeypatch.setattr(rz, "prepare_cuda_backend",
+                        lambda **kw: calls.append(kw) or {"state": "missing", "detail": "no "
+                                                          "kernels", "hint": "install them"})
+    jobs = []
+    for device in ("cpu", "auto", "cuda"):
+        cfg = Config()
+        cfg.device = device
+        jobs.append(batch.Job(video=Path("v.mp4"), rel="v.mp4", name=device,
+                              workspace=Path("ws"), config=cfg))
+    monitor = batch.NullMonitor()
+    monkeypatch.setattr(batch, "_torch_gpu_count", lambda: 0)
+    assert batch.prepare_gpu_workers(jobs, monitor) is None and not calls  # no GPU here
+    monkeypatch.setattr(batch, "_torch_gpu_count", lambda: 2)
+    assert batch.prepare_gpu_workers(jobs[:1], monitor) is None and not calls  # CPU jobs only
+    st = batch.prepare_gpu_workers(jobs, monitor)
+    assert st["state"] == "missing" and len(calls) == 1
+    assert monitor.warnings == ["batch: no kernels: jobs with device auto run on the CPU "
+                                "(install them)"]

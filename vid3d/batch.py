@@ -758,9 +758,8 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _cuda_count(device: str) -> int:
-    if device == "cpu":
-        return 0
+def _torch_gpu_count() -> int:
+    """GPUs PyTorch sees in this process (0 without a usable CUDA build)."""
     try:
         import torch
 
@@ -769,17 +768,111 @@ def _cuda_count(device: str) -> int:
         return 0
 
 
-def default_jobs(device: str = "auto") -> int:
-    """Parallel videos on this machine: one per GPU with CUDA; else a quarter of the
-    CPU cores (training uses several threads each), at most one per 8 GiB of memory."""
-    gpus = _cuda_count(device)
+def visible_gpus(count: int | None = None) -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` entries.
+
+    Under a mask the parent was given (SLURM, a container: ``"2,3"``, or UUIDs
+    ``"GPU-..."``/``"MIG-..."``), its entries as they are, so a worker's mask names the
+    same physical GPU; without one, ``"0"`` to ``"count - 1"``.
+
+    Args:
+        count: GPUs PyTorch sees. Default: asks PyTorch (0 without CUDA).
+    """
+    if count is None:
+        count = _torch_gpu_count()
+    mask = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if mask is None:
+        return [str(i) for i in range(count)]
+    # CUDA stops at the first entry it cannot use; PyTorch's count says how many it took
+    return [e.strip() for e in mask.split(",") if e.strip()][:count]
+
+
+def gpu_for_slot(slot: int, gpus: Sequence[str]) -> str:
+    """The ``CUDA_VISIBLE_DEVICES`` of the worker in ``slot``: the GPUs in turn."""
+    return gpus[slot % len(gpus)]
+
+
+def _spreads_over_gpus(device: str) -> bool:
+    """Whether a job of this device takes whichever GPU its worker is given ("auto",
+    "cuda"); "cuda:N" names its GPU (the worker keeps the parent's mask), "cpu" none."""
+    return device in ("auto", "cuda")
+
+
+def _cuda_count(device: str | Sequence[str]) -> int:
+    """GPUs that jobs of these devices may run on here (0 when all are "cpu")."""
+    devices = [device] if isinstance(device, str) else list(device)
+    if all(d == "cpu" for d in devices):
+        return 0
+    return len(visible_gpus())
+
+
+def default_jobs(device: str | Sequence[str] = "auto") -> int:
+    """Parallel videos on this machine: one per GPU for jobs that take any GPU ("auto",
+    "cuda"), one per named GPU for "cuda:N" jobs; else (no GPU, or all jobs "cpu") a
+    quarter of the CPU cores (training uses several threads each), at most one per 8 GiB
+    of memory.
+
+    Args:
+        device: The jobs' ``Config.device`` values (one, or one per job). Default: "auto".
+    """
+    devices = [device] if isinstance(device, str) else list(device)
+    gpus = _cuda_count(devices)
     if gpus:
-        return gpus
+        if any(_spreads_over_gpus(d) for d in devices):
+            return gpus
+        named = {d for d in devices if d.startswith("cuda:")}
+        if named:
+            return len(named)
     try:
         mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError, AttributeError):
         mem_gib = 8.0
     return max(1, min(_cpu_count() // 4, int(mem_gib // 8)))
+
+
+def ray_gpu_request(device: str, cluster_gpus: float, requested: float | None = None) -> float:
+    """GPUs a Ray task for a job of ``device`` asks for.
+
+    Args:
+        device: The job's ``Config.device``: "cpu" asks for none, "cuda" and "cuda:N" for
+            one (Ray then gives the task its GPU as ``cuda:0``), "auto" for one when the
+            cluster has GPUs.
+        cluster_gpus: GPUs of the cluster's live nodes.
+        requested: ``--ray-gpus``: used for every task when given. Default: None.
+    """
+    if requested is not None:
+        return requested
+    if device == "cpu":
+        return 0
+    if device.startswith("cuda"):
+        return 1
+    return 1 if cluster_gpus > 0 else 0
+
+
+def prepare_gpu_workers(jobs: Sequence[Job], monitor: BatchMonitor | None = None
+                        ) -> dict[str, Any] | None:
+    """Load (compiling once, if needed) gsplat's CUDA kernels in this, the parent, process
+    before any worker starts, so workers load them instead of all compiling at once.
+
+    Returns:
+        The kernels' state (:func:`vid3d.splats.rasterize.prepare_cuda_backend`), or None
+        when no job may use a GPU or PyTorch sees none here (then nothing is imported).
+        A state other than "loaded" is reported as a warning to ``monitor``: "auto" jobs
+        then train on the CPU, "cuda" jobs fail with the fix in their error.
+    """
+    if all(j.config.device == "cpu" for j in jobs) or not _torch_gpu_count():
+        return None
+    from .splats.rasterize import prepare_cuda_backend
+
+    def log(message: str) -> None:
+        if monitor is not None:
+            monitor.event(("batch", "log", "info", message))
+
+    st = prepare_cuda_backend(log=log)
+    if st["state"] != "loaded" and monitor is not None:
+        monitor.event(("batch", "log", "warn", f"{st['detail']}: jobs with device auto run on "
+                                               f"the CPU ({st['hint']})"))
+    return st
 
 
 def run_batch(folder: Path, out: Path, *, preset: str = "default", overrides: Sequence[str] = (),
@@ -815,8 +908,9 @@ def run_batch(folder: Path, out: Path, *, preset: str = "default", overrides: Se
             implies ``ray``. Default: None.
         ray_cpus: CPUs a Ray task asks for. Default: 4 (2 with a GPU), at most the
             largest node's.
-        ray_gpus: GPUs a Ray task asks for. Default: 1 when the configuration's device
-            is ``cuda``, or ``auto`` and the cluster has GPUs; else 0.
+        ray_gpus: GPUs a Ray task asks for. Default: per video, by its configuration's
+            device (:func:`ray_gpu_request`): 1 for ``cuda`` or ``cuda:N``, or ``auto``
+            when the cluster has GPUs; else 0.
         monitor: Progress display. Default: none.
 
     Returns:
@@ -872,13 +966,17 @@ def run_batch(folder: Path, out: Path, *, preset: str = "default", overrides: Se
         for job in plan:
             if rows[job.name].status == SKIPPED:
                 monitor.job_finished(job, rows[job.name])
+        kernels = prepare_gpu_workers(todo, monitor) if todo else None
+        if kernels is not None:
+            meta["cuda_kernels"] = {k: kernels.get(k) for k in ("state", "detail", "how", "seconds")}
+        cuda_ok = kernels is not None and kernels["state"] == "loaded"
         if not todo:
             pass
         elif use_ray:
             meta["backend"] = _run_ray(todo, ray_address, jobs, ray_cpus, ray_gpus, monitor,
                                        started, finished)
         else:
-            meta["backend"] = _run_local(todo, jobs, monitor, started, finished)
+            meta["backend"] = _run_local(todo, jobs, monitor, started, finished, cuda_ok=cuda_ok)
     except KeyboardInterrupt:
         for job in todo:
             if rows[job.name].status in (QUEUED, RUNNING):
@@ -918,14 +1016,23 @@ def _crash_message(exitcode: int | None) -> str:
 
 def _run_local(todo: list[Job], jobs: int | None, monitor: BatchMonitor,
                started: Callable[[Job], None],
-               finished: Callable[[Job, VideoResult], bool]) -> str:
-    """Run the jobs in worker processes on this machine; returns a description."""
+               finished: Callable[[Job, VideoResult], bool], cuda_ok: bool = False) -> str:
+    """Run the jobs in worker processes on this machine; returns a description.
+
+    With ``cuda_ok`` (the parent loaded gsplat's CUDA kernels), a job of device "auto" or
+    "cuda" is given one GPU (``CUDA_VISIBLE_DEVICES``, :func:`gpu_for_slot`), and workers
+    never compile the kernels themselves (:data:`vid3d.splats.rasterize.NO_BUILD_ENV`).
+    """
     import multiprocessing as mp
     from multiprocessing.connection import wait
 
-    device = todo[0].config.device
-    gpus = _cuda_count(device)
-    n = max(1, jobs or default_jobs(device))
+    from .splats.rasterize import NO_BUILD_ENV
+
+    # "auto" jobs run on the CPU when the kernels are unusable: count them as CPU jobs
+    devices = [j.config.device if cuda_ok or j.config.device.startswith("cuda") else "cpu"
+               for j in todo]
+    gpus = visible_gpus() if cuda_ok else []
+    n = max(1, jobs or default_jobs(devices if gpus else ["cpu"]))
     threads = max(1, _cpu_count() // n)
     ctx = mp.get_context("spawn")
     pending = deque(todo)
@@ -937,9 +1044,9 @@ def _run_local(todo: list[Job], jobs: int | None, monitor: BatchMonitor,
     def start(job: Job) -> None:
         slot = free_slots.popleft()
         env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-               "NUMBA_NUM_THREADS": str(threads)}
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+               "NUMBA_NUM_THREADS": str(threads), NO_BUILD_ENV: "1"}
+        if gpus and _spreads_over_gpus(job.config.device):
+            env["CUDA_VISIBLE_DEVICES"] = gpu_for_slot(slot, gpus)
         reader, writer = ctx.Pipe(duplex=False)
         p = ctx.Process(target=_local_worker, args=(job, writer, env, threads, os.getpid()),
                         name=f"vid3d-{job.name}", daemon=True)
@@ -1013,8 +1120,9 @@ def _run_local(todo: list[Job], jobs: int | None, monitor: BatchMonitor,
             if p.is_alive():
                 p.kill()
             reader.close()
-    return f"local, {n} job{'s' if n > 1 else ''}" + (f", {gpus} GPU{'s' if gpus > 1 else ''}"
-                                                      if gpus else f", {threads} threads each")
+    used = len(gpus) if any(_spreads_over_gpus(d) for d in devices) else 0
+    return f"local, {n} job{'s' if n > 1 else ''}" + (f", {used} GPU{'s' if used > 1 else ''}"
+                                                      if used else f", {threads} threads each")
 
 
 def _run_ray(todo: list[Job], address: str | None, jobs: int | None, cpus: float | None,
@@ -1039,15 +1147,31 @@ def _run_ray(todo: list[Job], address: str | None, jobs: int | None, cpus: float
         nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
         max_cpu = max((r.get("CPU", 0) for r in nodes), default=1) or 1
         cluster_gpus = sum(r.get("GPU", 0) for r in nodes)
-        device = todo[0].config.device
-        if gpus is None:
-            gpus = 1 if device == "cuda" or (device == "auto" and cluster_gpus > 0) else 0
-        if cpus is None:
-            cpus = min(2 if gpus else 4, max_cpu)
-        threads = max(1, int(cpus))
+        remote_fn = ray.remote(_ray_worker)
+        requests: dict[str, tuple[float, float]] = {}  # job key -> (CPUs, GPUs)
+        for job in todo:  # every job's own device: override files may set it per video
+            g = ray_gpu_request(job.config.device, cluster_gpus, gpus)
+            requests[job.name] = (cpus if cpus is not None else min(2 if g else 4, max_cpu), g)
+        wanting = [j.rel for j in todo if requests[j.name][1] > cluster_gpus]
+        if wanting:  # Ray would keep such a task pending for ever
+            raise ConfigError(
+                f"{len(wanting)} video{'s' if len(wanting) > 1 else ''} ({wanting[0]}"
+                f"{', ...' if len(wanting) > 1 else ''}) ask{'s' if len(wanting) == 1 else ''} "
+                f"for {max(requests[j.name][1] for j in todo):g} GPU per task, and the Ray "
+                f"cluster has {cluster_gpus:g}",
+                "use --device auto or cpu (or a vid3d.toml device), a smaller --ray-gpus, or "
+                "add GPU nodes")
+
+        def submit(job: Job) -> Any:
+            c, g = requests[job.name]
+            if g and job.config.device.startswith("cuda:"):
+                # Ray masks the task to the GPU it assigns, which the task sees as cuda:0
+                job = dataclasses.replace(job, config=dataclasses.replace(job.config,
+                                                                           device="cuda"))
+            remote = remote_fn.options(num_cpus=c, num_gpus=g, max_retries=1, name="vid3d-batch")
+            return remote.remote(job, queue, max(1, int(c)))
+
         queue = Queue(actor_options={"num_cpus": 0})
-        remote = ray.remote(_ray_worker).options(num_cpus=cpus, num_gpus=gpus, max_retries=1,
-                                                 name="vid3d-batch")
         pending = deque(todo)
         refs: dict[Any, Job] = {}
         limit = jobs or len(todo)
@@ -1068,7 +1192,7 @@ def _run_ray(todo: list[Job], address: str | None, jobs: int | None, cpus: float
             while pending or refs:
                 while pending and len(refs) < limit and not stop:
                     job = pending.popleft()
-                    refs[remote.remote(job, queue, threads)] = job
+                    refs[submit(job)] = job
                     started(job)
                 if stop and not refs:
                     break
@@ -1097,7 +1221,9 @@ def _run_ray(todo: list[Job], address: str | None, jobs: int | None, cpus: float
                 ray.kill(queue.actor)
             except Exception:  # noqa: BLE001 - cleaning up
                 pass
-        return (f"ray, {cpus:g} CPU" + (f" + {gpus:g} GPU" if gpus else "") + " per video")
+        kinds = sorted(set(requests.values()), key=lambda r: (r[1], r[0]))
+        return "ray, " + " or ".join(f"{c:g} CPU" + (f" + {g:g} GPU" if g else "")
+                                     for c, g in kinds) + " per video"
     finally:
         if started_here:
             ray.shutdown()

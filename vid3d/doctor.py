@@ -42,14 +42,7 @@ def run_checks() -> list[Check]:
     checks = [Check("python", True, f"{platform.python_version()} on {platform.machine()}, "
                                     f"{os.cpu_count()} CPUs")]
     checks.append(Check("torch", True, f"{torch.__version__}, {torch.get_num_threads()} threads"))
-    cuda = torch.cuda.is_available()
-    checks.append(Check("CUDA", cuda, torch.cuda.get_device_name(0) if cuda
-                        else "not available: training and rendering run on the CPU", required=False))
-    gs = _version("gsplat")
-    checks.append(Check("gsplat", gs is not None,
-                        f"{gs}, " + ("CUDA rasterizer in use" if cuda else
-                                     "installed; its CUDA rasterizer is not used without CUDA")
-                        if gs else "missing: pip install gsplat"))
+    checks.extend(gpu_checks())
     try:
         import pycolmap
 
@@ -65,6 +58,50 @@ def run_checks() -> list[Check]:
         checks.append(Check("opencv", False, f"missing: {e}"))
     checks.append(check_h264())
     checks.append(_kernel_check())
+    return checks
+
+
+def gpu_checks() -> list[Check]:
+    """The CUDA GPU, gsplat, and whether gsplat's CUDA kernels load (compiled once here when
+    a toolkit is there and nothing is compiled yet, as training would on first use)."""
+    import torch
+
+    from .splats.rasterize import prepare_cuda_backend
+
+    cuda = torch.cuda.is_available()
+    checks = []
+    if cuda:
+        try:
+            n = torch.cuda.device_count()
+            names = sorted({torch.cuda.get_device_name(i) for i in range(n)})
+            gpu = f"{', '.join(names)} ({n} GPU{'s' if n != 1 else ''})"
+        except Exception as e:  # noqa: BLE001 - the doctor reports, it does not raise
+            gpu = f"a GPU whose properties cannot be read ({type(e).__name__}: {e})"
+        mask = os.environ.get("CUDA_VISIBLE_DEVICES")
+        checks.append(Check("CUDA", True, f"{gpu}; torch built with CUDA {torch.version.cuda}"
+                            + (f"; CUDA_VISIBLE_DEVICES={mask}" if mask is not None else ""),
+                            required=False))
+    else:
+        build = ("this torch is a CPU build" if not torch.version.cuda
+                 else f"torch built with CUDA {torch.version.cuda} sees no GPU")
+        checks.append(Check("CUDA", False, f"not available ({build}): training and rendering "
+                                           "run on the CPU", required=False))
+    gs = _version("gsplat")
+    if gs is None:
+        checks.append(Check("gsplat", False, "missing: pip install gsplat"))
+        return checks
+    if not cuda:
+        checks.append(Check("gsplat", True,
+                            f"{gs}, installed; its CUDA rasterizer is not used without CUDA"))
+        return checks
+    st = prepare_cuda_backend()
+    if st["state"] == "loaded":
+        checks.append(Check("gsplat", True, f"{gs}, CUDA rasterizer in use: {st['detail']}"))
+    else:
+        checks.append(Check("gsplat", True, f"{gs}, installed"))
+        checks.append(Check("gsplat CUDA kernels", False,
+                            f"{st['detail']}; device auto trains on the CPU. Fix: {st['hint']}",
+                            required=False))
     return checks
 
 

@@ -2,14 +2,18 @@
 
 - :class:`DefaultStrategy`: gsplat's ``DefaultStrategy`` with the opacity reset that
   gsplat 1.5.3 never fires (``step % self.reset_every == 0 & step > 0`` parses as
-  ``step % reset_every == (0 & step) > 0``) and a cap on the number of Gaussians.
+  ``step % reset_every == (0 & step) > 0``), a cap on the number of Gaussians, and a
+  per-step statistics update without host syncs (gsplat's boolean-mask indexing waits
+  for the GPU three times a step).
 - :class:`MCMCStrategy`: gsplat's ``MCMCStrategy``; its relocation and position-noise
   ops call CUDA kernels, so :func:`install_cpu_fallbacks` routes CPU tensors to the
-  PyTorch versions below (CUDA tensors still take gsplat's kernels).
+  PyTorch versions below (CUDA tensors still take gsplat's kernels; ``calls`` on the
+  routed ops counts which way each call went).
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
 
@@ -43,6 +47,33 @@ class DefaultStrategy(_GsplatDefault):
         if len(params["means"]) >= self.max_gaussians:
             return 0, 0
         return super()._grow_gs(params, optimizers, state, step)
+
+    @torch.no_grad()
+    def _update_state(self, params, state, info, packed=False):
+        """gsplat 1.5.3's running statistics (screen-space gradient norm, visible count,
+        largest 2D radius per Gaussian), with masks instead of ``torch.where`` and boolean
+        indexing, so a step does not wait for the GPU. With one camera (as the trainer
+        renders) the sums are the same additions as gsplat's ``index_add_``."""
+        if packed:
+            return super()._update_state(params, state, info, packed=packed)
+        for key in ("width", "height", "n_cameras", "radii", self.key_for_gradient):
+            assert key in info, f"{key} is required but missing."
+        g = info[self.key_for_gradient]
+        grads = (g.absgrad if self.absgrad else g.grad).clone()  # [C, N, 2]
+        grads[..., 0] *= info["width"] / 2.0 * info["n_cameras"]
+        grads[..., 1] *= info["height"] / 2.0 * info["n_cameras"]
+        n = len(params["means"])
+        for key in ("grad2d", "count") + (("radii",) if self.refine_scale2d_stop_iter > 0 else ()):
+            if state[key] is None:
+                state[key] = torch.zeros(n, device=grads.device)
+        sel = (info["radii"] > 0).all(dim=-1)  # [C, N]
+        norms = grads.norm(dim=-1)  # [C, N]
+        state["grad2d"] += torch.where(sel, norms, torch.zeros_like(norms)).sum(dim=0)
+        state["count"] += sel.sum(dim=0, dtype=torch.float32)
+        if self.refine_scale2d_stop_iter > 0:
+            radii = info["radii"].max(dim=-1).values / float(max(info["width"], info["height"]))
+            radii = torch.where(sel, radii, torch.zeros_like(radii)).max(dim=0).values  # [N]
+            torch.maximum(state["radii"], radii, out=state["radii"])
 
 
 class MCMCStrategy(_GsplatMCMC):
@@ -86,12 +117,24 @@ def compute_relocation_torch(opacities: Tensor, scales: Tensor, ratios: Tensor,
 
 
 def _by_device(cuda_fn, cpu_fn):
+    """``cuda_fn`` for CUDA tensors (after making sure gsplat's kernels are loaded), else
+    ``cpu_fn``; ``dispatch.calls`` counts the calls each way ("cuda", "cpu")."""
+
     @functools.wraps(cuda_fn)
     def dispatch(*args, **kwargs):
         first = args[0] if args else next(iter(kwargs.values()))
-        return (cuda_fn if first.is_cuda else cpu_fn)(*args, **kwargs)
+        if first.is_cuda:
+            from .rasterize import require_cuda_backend
+
+            require_cuda_backend()
+            dispatch.calls["cuda"] += 1
+            return cuda_fn(*args, **kwargs)
+        dispatch.calls["cpu"] += 1
+        return cpu_fn(*args, **kwargs)
 
     dispatch._vid3d_fallback = True
+    dispatch.cuda_fn, dispatch.cpu_fn = cuda_fn, cpu_fn
+    dispatch.calls = collections.Counter()
     return dispatch
 
 

@@ -27,6 +27,8 @@ import cv2
 import numpy as np
 import torch
 
+from vid3d.device import cuda_fallback_reason
+
 from ..config import SplatConfig
 from ..errors import InputError, TrainingError
 from ..progress import NULL_REPORTER, Reporter
@@ -35,7 +37,7 @@ from ..workspace import json_safe
 from ._malloc import keep_freed_memory
 from .losses import photometric_loss, psnr, ssim
 from .model import PARAM_NAMES, Checkpoint, init_splats, load_checkpoint, nonfinite, save_checkpoint
-from .rasterize import rasterize
+from .rasterize import rasterize, require_cuda_backend, resolve_backend
 from .strategies import DefaultStrategy, MCMCStrategy
 
 
@@ -231,9 +233,13 @@ class Trainer:
         colors = torch.cat([s["sh0"], s["shN"]], 1)  # [N, K, 3]
         C = len(ids)
         images, _, Ks = self.data.level(downscale)
+        # A slice for a run of ids: indexing a CUDA tensor with a list copies the list to
+        # the GPU, and that copy waits for the GPU.
+        rows = (slice(ids[0], ids[0] + C) if list(ids) == list(range(ids[0], ids[0] + C))
+                else ids)
         out, _, info = rasterize(
             s["means"], s["quats"], torch.exp(s["scales"]), torch.sigmoid(s["opacities"]), colors,
-            self.data.viewmats[ids], Ks[ids], int(images.shape[2]), int(images.shape[1]),
+            self.data.viewmats[rows], Ks[rows], int(images.shape[2]), int(images.shape[1]),
             sh_degree=self.sh_degree_now() if sh_degree is None else sh_degree,
             backgrounds=self.background.expand(C, 3), packed=False, backend=self.backend)
         return out, info
@@ -476,11 +482,24 @@ def train(scene: Scene, cfg: SplatConfig, ckpt_path: Path, *, device: torch.devi
 
     Raises:
         TrainingError: Training diverged (the loss or a parameter stopped being finite),
-            pruned every Gaussian, or cannot start; nothing is written to ``ckpt_path``.
+            pruned every Gaussian, or cannot start (e.g. gsplat's CUDA kernels cannot be
+            loaded for a CUDA device: the hint says how to install them); nothing is
+            written to ``ckpt_path``.
+
+    On a CUDA device gsplat's kernels are loaded first (compiled once if needed, told
+    through ``reporter.log``); on the CPU of a machine whose GPU cannot be used because
+    they are missing, ``reporter.warn`` says so. ``metrics["backend"]`` is the rasterizer
+    used.
     """
     cfg = cfg.scaled()
     if device.type == "cpu":
         keep_freed_memory()
+        fallback = cuda_fallback_reason()
+        if fallback:
+            reporter.warn(fallback)
+    elif device.type == "cuda" and cfg.backend in ("auto", "gsplat"):
+        require_cuda_backend(log=reporter.log)  # compiles once if needed; the hint says how
+    backend = resolve_backend(cfg.backend, device)
     data = load_train_data(scene, cfg.test_every, device)
     eval_on = "held_out" if data.test_ids else "training"
     if not data.test_ids:
@@ -546,6 +565,7 @@ def train(scene: Scene, cfg: SplatConfig, ckpt_path: Path, *, device: torch.devi
         "steps_per_second": (trainer.step_count - resumed_from) / seconds if seconds > 0 else None,
         "train_seconds": seconds,
         "device": str(device),
+        "backend": backend,
         "history": trainer.history,
     }
     return trainer, json_safe(metrics)

@@ -32,7 +32,7 @@ import torch
 from ..camera_paths import (PATH_TYPES, CameraPath, input_frame_indices, letterbox_intrinsics,
                             make_path)
 from ..config import Config, RenderConfig
-from ..device import resolve_device
+from ..device import choose_device
 from ..errors import ConfigError, MissingStageError, RenderError, Vid3dError
 from ..progress import NULL_REPORTER, Reporter
 from ..video.encode import VideoWriter, letterbox, output_size, write_png, write_preview
@@ -377,7 +377,10 @@ def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER) -> dict[
     if not ws.ckpt.is_file():
         raise MissingStageError(f"no trained splats in {ws.root} (splats/ckpt.pt is missing)",
                                 "run `vid3d train` on the workspace first")
-    device = resolve_device(cfg.device)
+    choice = choose_device(cfg.device)
+    if choice.reason:
+        reporter.warn(choice.reason)
+    device = choice.device
     backend = _resolve_backend(cfg.splat.backend, device)
     ckpt = load_checkpoint(ws.ckpt, device="cpu", require_finished=True)  # valid and finished
     T = np.asarray(ckpt.normalization, dtype=np.float64)  # SfM frame -> splats' frame
