@@ -526,7 +526,7 @@ def test_batch_workers_keep_the_parents_gpu_mask(monkeypatch) -> None:
 
 
 def test_batch_job_count_and_ray_gpus_follow_every_jobs_device(monkeypatch) -> None:
-    import vid3d.batch as batch
+    import vid3d.batch.gpus as batch
 
     monkeypatch.setattr(batch, "_torch_gpu_count", lambda: 4)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
@@ -544,7 +544,7 @@ def test_batch_job_count_and_ray_gpus_follow_every_jobs_device(monkeypatch) -> N
 
 
 def test_batch_prepares_the_kernels_once_in_the_parent_only_for_gpu_jobs(monkeypatch) -> None:
-    import vid3d.batch as batch
+    import vid3d.batch.gpus as batch
     import vid3d.splats.rasterize as rz
     from vid3d.config import Config
 

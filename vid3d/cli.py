@@ -16,7 +16,8 @@ import typer
 
 from . import __version__
 from .config import Config, apply_overrides, load_config, load_config_file
-from .console import RichReporter, console, pairs_table, summary_table
+from .console import (RichBatchMonitor, RichReporter, batch_table, console, pairs_table,
+                      summary_table)
 from rich.markup import escape
 
 from .errors import InputError, Vid3dError, os_error
@@ -273,7 +274,7 @@ def batch(
     quiet: Quiet = False, verbose: Verbose = False,
 ) -> None:
     """Reconstruct every video in a folder: resumable, one failure does not stop the rest."""
-    from .batch import RichBatchMonitor, run_batch, summary_table
+    from .batch import run_batch
 
     with _errors():
         overrides = list(set_ or []) + ([f'device="{device}"'] if device else [])
@@ -282,7 +283,7 @@ def batch(
                            force=force, ray=ray, ray_address=ray_address,
                            monitor=RichBatchMonitor(0 if quiet else 2 if verbose else 1))
         if not quiet:
-            console.print(summary_table(result))
+            console.print(batch_table(result))
             console.print(f"summary: {result.summary_csv}", highlight=False)
     if result.failed:
         console.print(f"[bold red]error:[/] {len(result.failed)} of {len(result.rows)} videos "

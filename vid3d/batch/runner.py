@@ -1,0 +1,199 @@
+"""The batch (:func:`run_batch`): plans the jobs, skips the finished videos, runs the
+others with the local or the Ray scheduler, and keeps the summary files current."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..pipeline import STAGES
+from ..transaction import claim_results
+from ..workspace import Workspace
+from .gpus import prepare_gpu_workers
+from .jobs import (CANCELLED, FAILED, QUEUED, RUNNING, SKIPPED, BatchResult, Job, VideoResult,
+                   finished_stages, job_result, plan_batch, write_summary)
+from .local import run_local
+from .monitor import BatchMonitor, NullMonitor
+from .on_ray import run_ray
+
+
+def run_batch(folder: Path, out: Path, *, preset: str = "default", overrides: Sequence[str] = (),
+              recursive: bool = False, glob: str | None = None, jobs: int | None = None,
+              fail_fast: bool = False, force: bool = False, ray: bool = False,
+              ray_address: str | None = None, ray_cpus: float | None = None,
+              ray_gpus: float | None = None,
+              monitor: BatchMonitor | None = None) -> BatchResult:
+    """Reconstruct every video of a folder, one workspace each; resumable, failures isolated.
+
+    See :mod:`vid3d.batch` for the workspace names, the configuration precedence and
+    what resuming does. Finished videos are skipped without starting a worker; a failed
+    video is recorded (``status`` ``failed`` with its error) and the batch goes on,
+    unless ``fail_fast``. ``summary.csv`` and ``summary.json`` are rewritten after
+    every video, so they are current even if the batch is killed.
+
+    Args:
+        folder: Folder of videos (mp4, mov, m4v, webm, mkv, avi).
+        out: Output folder: a workspace per video, ``summary.csv``, ``summary.json``.
+        preset: Batch preset: bundled name or TOML file. Default: "default".
+        overrides: ``SECTION.FIELD=VALUE`` for every video, applied last.
+        recursive: Search sub-folders. Default: False.
+        glob: Keep only videos whose relative path or name matches. Default: all.
+        jobs: Videos at a time. Local default: :func:`vid3d.batch.default_jobs`. On Ray:
+            most tasks in flight (default: as many as there are videos; Ray schedules by
+            resources).
+        fail_fast: Stop at the first failure; the running videos are stopped and the rest
+            are ``cancelled``. Default: False.
+        force: Run every stage even when up to date. Default: False.
+        ray: Run one Ray task per video: connects to the cluster in ``RAY_ADDRESS`` or a
+            running local one, else starts a local instance; a Ray already initialised in
+            this process is used as it is. Default: False.
+        ray_address: Ray cluster address (``ray://head:10001``, ``head:6379``, ``auto``);
+            implies ``ray``. Default: None.
+        ray_cpus: CPUs a Ray task asks for. Default: 4 (2 with a GPU), at most the
+            largest node's.
+        ray_gpus: GPUs a Ray task asks for. Default: per video, by its configuration's
+            device (:func:`vid3d.batch.ray_gpu_request`): 1 for ``cuda`` or ``cuda:N``, or
+            ``auto`` when the cluster has GPUs; else 0.
+        monitor: Progress display. Default: none.
+
+    Returns:
+        The rows, in the order of the videos, and the summary paths.
+
+    Raises:
+        InputError: No folder or no videos. ConfigError: a bad preset, override or
+        override file. Vid3dError: Ray asked for but not installed. KeyboardInterrupt
+        is re-raised after the workers are stopped and the summary is written.
+    """
+    out = Path(out).resolve()
+    plan = plan_batch(folder, out, preset=preset, overrides=overrides, recursive=recursive,
+                      glob=glob, force=force)
+    use_ray = ray or ray_address is not None
+    monitor = monitor or NullMonitor()
+    claim_results(out)
+    backend = "ray" if use_ray else "local"
+    meta = {"folder": str(Path(folder).resolve()), "out": str(out), "preset": preset,
+            "overrides": list(overrides), "started": _now(), "backend": backend}
+    ledger = _Ledger(plan, out, meta, monitor, fail_fast)
+    todo = ledger.skip_finished()
+    monitor.start(plan, len(todo), backend)
+    with _sigterm_interrupts():
+        try:
+            ledger.show_skipped()
+            if todo:
+                meta["backend"] = _run_todo(todo, ledger, use_ray, jobs, ray_address, ray_cpus,
+                                            ray_gpus)
+        except KeyboardInterrupt:
+            ledger.cancel_unfinished(todo, "interrupted")
+            raise
+        finally:
+            monitor.stop()
+    ledger.cancel_unfinished(todo, "not run: --fail-fast stopped the batch")
+    return BatchResult(ledger.ordered(), out, out / "summary.csv", out / "summary.json",
+                       meta["backend"])
+
+
+def _run_todo(todo: list[Job], ledger: _Ledger, use_ray: bool, jobs: int | None,
+              ray_address: str | None, ray_cpus: float | None, ray_gpus: float | None) -> str:
+    """Prepare the GPU kernels and run the jobs on a scheduler; returns its description."""
+    monitor = ledger.monitor
+    kernels = prepare_gpu_workers(todo, monitor)
+    if kernels is not None:
+        ledger.meta["cuda_kernels"] = {k: kernels.get(k)
+                                       for k in ("state", "detail", "how", "seconds")}
+    if use_ray:
+        return run_ray(todo, ray_address, jobs, ray_cpus, ray_gpus, monitor, ledger.started,
+                       ledger.finished)
+    cuda_ok = kernels is not None and kernels["state"] == "loaded"
+    return run_local(todo, jobs, monitor, ledger.started, ledger.finished, cuda_ok=cuda_ok)
+
+
+class _Ledger:
+    """The rows of a running batch, by job key; every change rewrites the summary files.
+
+    Args:
+        plan: Every job of the batch, in order.
+        out: The output folder.
+        meta: The batch's settings, written into ``summary.json``.
+        monitor: Told about started and finished jobs.
+        fail_fast: A failure stops the batch.
+    """
+
+    def __init__(self, plan: list[Job], out: Path, meta: dict[str, Any], monitor: BatchMonitor,
+                 fail_fast: bool):
+        self.plan, self.out, self.meta = plan, out, meta
+        self.monitor, self.fail_fast = monitor, fail_fast
+        self.rows: dict[str, VideoResult] = {j.name: VideoResult(j.rel, j.name, QUEUED)
+                                             for j in plan}
+
+    def ordered(self) -> list[VideoResult]:
+        return [self.rows[j.name] for j in self.plan]
+
+    def save(self) -> None:
+        write_summary(self.ordered(), self.out, self.meta)
+
+    def skip_finished(self) -> list[Job]:
+        """Mark the videos whose stages are all up to date ``skipped``; returns the others."""
+        todo = []
+        for job in self.plan:
+            ws = Workspace(job.workspace)
+            if (not job.force and all(ws.manifest_path(s).is_file() for s in STAGES)
+                    and len(finished_stages(job)) == len(STAGES)):
+                self.rows[job.name] = job_result(job, SKIPPED, skipped=STAGES)
+            else:
+                todo.append(job)
+        self.save()
+        return todo
+
+    def show_skipped(self) -> None:
+        for job in self.plan:
+            if self.rows[job.name].status == SKIPPED:
+                self.monitor.job_finished(job, self.rows[job.name])
+
+    def started(self, job: Job) -> None:
+        self.rows[job.name] = dataclasses.replace(self.rows[job.name], status=RUNNING)
+        self.monitor.job_started(job)
+        self.save()
+
+    def finished(self, job: Job, result: VideoResult) -> bool:
+        """Record a result; True when the batch must stop (fail fast)."""
+        self.rows[job.name] = result
+        self.monitor.job_finished(job, result)
+        self.save()
+        return self.fail_fast and result.status == FAILED
+
+    def cancel_unfinished(self, todo: list[Job], error: str) -> None:
+        """Mark the jobs still queued or running ``cancelled``; the batch has ended."""
+        for job in todo:
+            if self.rows[job.name].status in (QUEUED, RUNNING):
+                self.rows[job.name] = job_result(job, CANCELLED, error=error)
+        self.meta["finished"] = _now()
+        self.save()
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Make SIGTERM (kill, a job scheduler's stop) end the batch as Ctrl-C does (only
+    possible in the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: a handler from outside Python, which cannot be set back
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
