@@ -76,8 +76,10 @@ def main() -> None:
     cfg = load_config(args.preset, args.overrides)
     videos = args.videos or [DATA / c for c in CLIPS]
 
-    print(f"{'clip':34s} {'size':>9s} {'frames':>6s} {'decode fps':>10s} {'cv2 read fps':>12s} "
-          f"{'stage fps':>9s} {'stage/decode':>12s} {'stage/cv2':>9s} {'kept':>5s} {'passes':>6s}  stage split (s)")
+    print(
+        f"{'clip':34s} {'size':>9s} {'frames':>6s} {'decode fps':>10s} {'cv2 read fps':>12s} "
+        f"{'stage fps':>9s} {'stage/decode':>12s} {'stage/cv2':>9s} {'kept':>5s} {'passes':>6s}  stage split (s)"
+    )
     for video in videos:
         t_dec, n = best_time(lambda: decode_only(video), args.repeat)
         t_cv, _ = best_time(lambda: cv2_read(video), args.repeat)
@@ -88,9 +90,11 @@ def main() -> None:
 
         t_st, m = best_time(stage, args.repeat)
         split = ", ".join(f"{k} {v:.2f}" for k, v in m["timing"].items() if k != "total")
-        print(f"{video.name[:34]:34s} {m['width']:>4d}x{m['height']:<4d} {n:>6d} {n / t_dec:>10.0f} "
-              f"{n / t_cv:>12.0f} {n / t_st:>9.0f} {t_st / t_dec:>11.2f}x {t_st / t_cv:>8.2f}x "
-              f"{m['kept']:>5d} {m['decode_passes']:>6d}  {split}")
+        print(
+            f"{video.name[:34]:34s} {m['width']:>4d}x{m['height']:<4d} {n:>6d} {n / t_dec:>10.0f} "
+            f"{n / t_cv:>12.0f} {n / t_st:>9.0f} {t_st / t_dec:>11.2f}x {t_st / t_cv:>8.2f}x "
+            f"{m['kept']:>5d} {m['decode_passes']:>6d}  {split}"
+        )
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.nda
     if np.linalg.det(U) * np.linalg.det(Vt) < 0:
         D[2, 2] = -1
     R = U @ D @ Vt
-    var = (xs ** 2).sum() / len(src)
+    var = (xs**2).sum() / len(src)
     s = float(np.trace(np.diag(S) @ D) / var) if var > 0 else 1.0
     return s, R, mu_d - s * R @ mu_s
 
@@ -129,10 +129,17 @@ def bench_clip(clip: str, work: Path, overrides: list[str]) -> dict:
     rot = rotation_errors(w2c, ref[idx])
     fx_ref, fy_ref = intr[0, 0] * m["width"], intr[0, 1] * m["height"]
     fx, fy = m["focal_xy_px"]
-    row.update(registered=m["registered"], rot_mean=float(rot.mean()), rot_max=float(rot.max()),
-               traj=trajectory_error(scene.camtoworlds, np.linalg.inv(ref[idx])),
-               f_err=100 * max(abs(fx / fx_ref - 1), abs(fy / fy_ref - 1)), model=m["camera_model"],
-               attempts=len(m["attempts"]), reproj=m["mean_reprojection_error"], timings=m["timings"])
+    row.update(
+        registered=m["registered"],
+        rot_mean=float(rot.mean()),
+        rot_max=float(rot.max()),
+        traj=trajectory_error(scene.camtoworlds, np.linalg.inv(ref[idx])),
+        f_err=100 * max(abs(fx / fx_ref - 1), abs(fy / fy_ref - 1)),
+        model=m["camera_model"],
+        attempts=len(m["attempts"]),
+        reproj=m["mean_reprojection_error"],
+        timings=m["timings"],
+    )
     return row
 
 
@@ -147,8 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.work is None:
         tmp = tempfile.TemporaryDirectory(prefix="bench_poses_")
         args.work = Path(tmp.name)
-    header = (f"{'clip':<24} {'reg':>6} {'rot mean':>8} {'rot max':>8} {'traj %':>7} {'f err %':>7} "
-              f"{'model':<14} {'att':>3} {'reproj':>6} {'extract':>7} {'match':>6} {'calib':>6} {'map':>6} {'total s':>7}")
+    header = (
+        f"{'clip':<24} {'reg':>6} {'rot mean':>8} {'rot max':>8} {'traj %':>7} {'f err %':>7} "
+        f"{'model':<14} {'att':>3} {'reproj':>6} {'extract':>7} {'match':>6} {'calib':>6} {'map':>6} {'total s':>7}"
+    )
     print(header)
     print("-" * len(header))
     rows = []
@@ -159,20 +168,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{clip:<24} {0:>3}/{r['frames']:<2} FAILED: {r['error']}")
         else:
             t = r["timings"]
-            print(f"{clip:<24} {r['registered']:>3}/{r['frames']:<2} {r['rot_mean']:>8.2f} {r['rot_max']:>8.2f} "
-                  f"{r['traj']:>7.2f} {r['f_err']:>7.1f} {r['model']:<14} {r['attempts']:>3} {r['reproj']:>6.3f} "
-                  f"{t['extract']:>7.1f} {t['match']:>6.1f} {t['calibrate']:>6.1f} {t['map']:>6.1f} {r['seconds']:>7.1f}")
+            print(
+                f"{clip:<24} {r['registered']:>3}/{r['frames']:<2} {r['rot_mean']:>8.2f} {r['rot_max']:>8.2f} "
+                f"{r['traj']:>7.2f} {r['f_err']:>7.1f} {r['model']:<14} {r['attempts']:>3} {r['reproj']:>6.3f} "
+                f"{t['extract']:>7.1f} {t['match']:>6.1f} {t['calibrate']:>6.1f} {t['map']:>6.1f} {r['seconds']:>7.1f}"
+            )
         sys.stdout.flush()
     ok = [r for r in rows if "error" not in r]
     all_reg = sum(r["registered"] == r["frames"] for r in rows)
     under1 = sum(r.get("rot_mean", 99) < 1.0 for r in rows)
-    print(f"summary: {all_reg}/{len(rows)} clips fully registered "
-          f"({sum(r['registered'] for r in rows)}/{sum(r['frames'] for r in rows)} frames), "
-          f"{under1}/{len(rows)} clips with mean rotation error < 1 deg (all pairs); "
-          f"mean of rot means {np.mean([r['rot_mean'] for r in ok]) if ok else float('nan'):.2f} deg, "
-          f"worst rot max {max([r['rot_max'] for r in ok], default=float('nan')):.2f} deg, "
-          f"mean traj {np.mean([r['traj'] for r in ok]) if ok else float('nan'):.2f} %, "
-          f"total {sum(r['seconds'] for r in rows):.0f} s")
+    print(
+        f"summary: {all_reg}/{len(rows)} clips fully registered "
+        f"({sum(r['registered'] for r in rows)}/{sum(r['frames'] for r in rows)} frames), "
+        f"{under1}/{len(rows)} clips with mean rotation error < 1 deg (all pairs); "
+        f"mean of rot means {np.mean([r['rot_mean'] for r in ok]) if ok else float('nan'):.2f} deg, "
+        f"worst rot max {max([r['rot_max'] for r in ok], default=float('nan')):.2f} deg, "
+        f"mean traj {np.mean([r['traj'] for r in ok]) if ok else float('nan'):.2f} %, "
+        f"total {sum(r['seconds'] for r in rows):.0f} s"
+    )
     if tmp is not None:
         tmp.cleanup()
     return 0 if all_reg == len(rows) and under1 == len(rows) else 1

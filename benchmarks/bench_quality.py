@@ -87,9 +87,11 @@ def main() -> int:
         clips = [c for c in clips if c.stem in wanted]
     work = args.work or Path(tempfile.mkdtemp(prefix="vid3d-bench-"))
     rows = []
-    header = (f"{'clip':34} {'preset':8} {'frames':>6} {'reg':>6} {'PSNR':>6} {'raw':>6} {'SSIM':>6} "
-              f"{'init':>6} {'gauss':>7} {'steps':>6} {'it/s':>6} {'size':>8} {'poses s':>8} "
-              f"{'splat s':>8} {'wall s':>7}")
+    header = (
+        f"{'clip':34} {'preset':8} {'frames':>6} {'reg':>6} {'PSNR':>6} {'raw':>6} {'SSIM':>6} "
+        f"{'init':>6} {'gauss':>7} {'steps':>6} {'it/s':>6} {'size':>8} {'poses s':>8} "
+        f"{'splat s':>8} {'wall s':>7}"
+    )
     print(header, flush=True)
     for preset in args.presets.split(","):
         for clip in clips:
@@ -98,21 +100,27 @@ def main() -> int:
             if "error" in r:
                 print(f"{r['clip']:34} {preset:8} error: {r['error']}", flush=True)
                 continue
-            print(f"{r['clip']:34} {preset:8} {r['frames']:>6} {r['registered']:>6} {r['psnr']:6.2f} "
-                  f"{r['psnr_raw'] or float('nan'):6.2f} {r['ssim']:6.3f} {r['psnr_initial'] or float('nan'):6.2f} {r['gaussians']:>7} "
-                  f"{r['steps']:>6} {r['steps_per_s'] or 0:6.1f} {r['size']:>8} {r['poses_s']:8.1f} "
-                  f"{r['splat_s']:8.1f} {r['wall_s']:7.1f}", flush=True)
+            print(
+                f"{r['clip']:34} {preset:8} {r['frames']:>6} {r['registered']:>6} {r['psnr']:6.2f} "
+                f"{r['psnr_raw'] or float('nan'):6.2f} {r['ssim']:6.3f} {r['psnr_initial'] or float('nan'):6.2f} {r['gaussians']:>7} "
+                f"{r['steps']:>6} {r['steps_per_s'] or 0:6.1f} {r['size']:>8} {r['poses_s']:8.1f} "
+                f"{r['splat_s']:8.1f} {r['wall_s']:7.1f}",
+                flush=True,
+            )
     for preset in args.presets.split(","):
         ok = [r for r in rows if r["preset"] == preset and "error" not in r]
         re10k = [r["psnr"] for r in ok if not r["clip"].startswith("cogvideox")]
         re10k_raw = [r["psnr_raw"] for r in ok if not r["clip"].startswith("cogvideox")]
         failed = sum(1 for r in rows if r["preset"] == preset and "error" in r)
         if ok:
-            print(f"summary {preset}: mean held-out PSNR {np.mean([r['psnr'] for r in ok]):.2f} dB over "
-                  f"{len(ok)} clips (re10k only: {np.mean(re10k) if re10k else float('nan'):.2f} dB, "
-                  f"uncorrected {np.mean(re10k_raw) if re10k else float('nan'):.2f} dB), "
-                  f"mean SSIM {np.mean([r['ssim'] for r in ok]):.3f}, slowest clip "
-                  f"{max(r['wall_s'] for r in ok):.0f} s, {failed} failed", flush=True)
+            print(
+                f"summary {preset}: mean held-out PSNR {np.mean([r['psnr'] for r in ok]):.2f} dB over "
+                f"{len(ok)} clips (re10k only: {np.mean(re10k) if re10k else float('nan'):.2f} dB, "
+                f"uncorrected {np.mean(re10k_raw) if re10k else float('nan'):.2f} dB), "
+                f"mean SSIM {np.mean([r['ssim'] for r in ok]):.3f}, slowest clip "
+                f"{max(r['wall_s'] for r in ok):.0f} s, {failed} failed",
+                flush=True,
+            )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

@@ -143,9 +143,17 @@ def run_case(name: str, backend: str) -> dict:
             p.grad = None
         start, cpu_start = time.perf_counter(), time.process_time()
         img, alpha, info = rasterize(
-            params["means"], params["quats"], params["scales"], params["opacities"],
-            params["colors"], scene["viewmats"], scene["Ks"], W, H,
-            sh_degree=scene["sh_degree"], backend=backend,
+            params["means"],
+            params["quats"],
+            params["scales"],
+            params["opacities"],
+            params["colors"],
+            scene["viewmats"],
+            scene["Ks"],
+            W,
+            H,
+            sh_degree=scene["sh_degree"],
+            backend=backend,
         )
         ((img * weights).sum() + alpha.sum()).backward()
         if rep > 0:
@@ -181,15 +189,18 @@ def main() -> None:
     if args.threads:
         env.update(OMP_NUM_THREADS=str(args.threads), NUMBA_NUM_THREADS=str(args.threads))
     malloc = "glibc default" if args.system_malloc else "MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1e11"
-    print(f"torch {torch.__version__}, {args.threads or torch.get_num_threads()} threads, "
-          f"malloc: {malloc}")
+    print(f"torch {torch.__version__}, {args.threads or torch.get_num_threads()} threads, malloc: {malloc}")
     print(f"load average before: {os.getloadavg()[0]:.1f}")
-    print("ms: wall time of forward+backward of rasterize(), SH degree 3, after a warm-up: "
-          "median / min of the repetitions, [median process CPU time, all threads]; "
-          "speed-up: torch / native, of medians and of minima; "
-          "MB: peak RSS of the case's process (growth over the RSS before the first step)")
-    header = (f"{'scene':<15}{'isects':>7}{'native ms':>22}{'torch ms':>25}{'speed-up':>14}"
-              f"{'native MB':>12}{'torch MB':>12}")
+    print(
+        "ms: wall time of forward+backward of rasterize(), SH degree 3, after a warm-up: "
+        "median / min of the repetitions, [median process CPU time, all threads]; "
+        "speed-up: torch / native, of medians and of minima; "
+        "MB: peak RSS of the case's process (growth over the RSS before the first step)"
+    )
+    header = (
+        f"{'scene':<15}{'isects':>7}{'native ms':>22}{'torch ms':>25}{'speed-up':>14}"
+        f"{'native MB':>12}{'torch MB':>12}"
+    )
     print(header)
     print("-" * len(header))
     for name in args.only:
@@ -200,15 +211,20 @@ def main() -> None:
         for backend in ("cpu",) if args.native_only else ("cpu", "torch"):
             out = subprocess.run(
                 [sys.executable, __file__, "--case", name, "--backend", backend],
-                env=env, capture_output=True, text=True, check=True,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
             )
             res[backend] = json.loads(out.stdout.strip().splitlines()[-1])
         ms = {b: f"{r['ms']:.0f} / {r['min_ms']:.0f} [{r['cpu_ms']:.0f}]" for b, r in res.items()}
         mem = {b: f"{r['peak_mb']:.0f} ({r['peak_mb'] - r['base_mb']:.0f})" for b, r in res.items()}
         ratio = "-"
         if "torch" in res:
-            ratio = (f"{res['torch']['ms'] / res['cpu']['ms']:.1f}x / "
-                     f"{res['torch']['min_ms'] / res['cpu']['min_ms']:.1f}x")
+            ratio = (
+                f"{res['torch']['ms'] / res['cpu']['ms']:.1f}x / "
+                f"{res['torch']['min_ms'] / res['cpu']['min_ms']:.1f}x"
+            )
         print(
             f"{name:<15}{res['cpu']['n_isects']:>7}{ms['cpu']:>22}{ms.get('torch', '-'):>25}"
             f"{ratio:>14}{mem['cpu']:>12}{mem.get('torch', '-'):>12}",

@@ -66,15 +66,20 @@ def main() -> None:
     backend = resolve_backend(args.backend, device)
     splats, points, c2w, Ks, w, h = garden_splats(args.gaussians, args.sh_degree)
     n = len(splats["means"])
-    print(f"vid3d render benchmark: {n:,} Gaussians, SH degree {args.sh_degree}, device {device}, "
-          f"backend {backend}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}")
+    print(
+        f"vid3d render benchmark: {n:,} Gaussians, SH degree {args.sh_degree}, device {device}, "
+        f"backend {backend}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{platform.processor() or platform.machine()}"
+    )
 
     # Warm-up (kernel compilation, caches) on a tiny frame.
     tiny = make_path("orbit", c2w, Ks, w, h, 64, 36, 1, points=points)
     t = time.perf_counter()
-    next(render_frames(splats, args.sh_degree, tiny.camtoworlds, tiny.Ks, 64, 36,
-                       device=device, backend=backend))
+    next(
+        render_frames(
+            splats, args.sh_degree, tiny.camtoworlds, tiny.Ks, 64, 36, device=device, backend=backend
+        )
+    )
     print(f"warm-up (first call): {time.perf_counter() - t:.2f} s")
 
     print(f"{'resolution':>10} {'size':>10} {'render fps':>11} {'s/frame':>8} {'encode fps':>11}")
@@ -83,8 +88,9 @@ def main() -> None:
         path = make_path("orbit", c2w, Ks, w, h, W, H, args.frames, points=points)
         frames = []
         t = time.perf_counter()
-        for f in render_frames(splats, args.sh_degree, path.camtoworlds, path.Ks, W, H,
-                               device=device, backend=backend):
+        for f in render_frames(
+            splats, args.sh_degree, path.camtoworlds, path.Ks, W, H, device=device, backend=backend
+        ):
             frames.append(f)
         render_s = time.perf_counter() - t
         with tempfile.TemporaryDirectory() as tmp:
@@ -93,8 +99,10 @@ def main() -> None:
                 for i in range(args.encode_frames):
                     wr.write(frames[i % len(frames)])
             encode_s = time.perf_counter() - t
-        print(f"{res:>10} {f'{W}x{H}':>10} {args.frames / render_s:>11.3f} "
-              f"{render_s / args.frames:>8.2f} {args.encode_frames / encode_s:>11.1f}")
+        print(
+            f"{res:>10} {f'{W}x{H}':>10} {args.frames / render_s:>11.3f} "
+            f"{render_s / args.frames:>8.2f} {args.encode_frames / encode_s:>11.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -17,19 +17,35 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from vid3d.batch import (BUSY, CANCELLED, DONE, FAILED, SKIPPED, NullMonitor, VideoResult,
-                         find_videos, plan_batch, run_batch, video_config, workspace_name,
-                         write_summary)
+from tests.conftest import data_path
+from vid3d.batch import (
+    BUSY,
+    CANCELLED,
+    DONE,
+    FAILED,
+    SKIPPED,
+    NullMonitor,
+    VideoResult,
+    find_videos,
+    plan_batch,
+    run_batch,
+    video_config,
+    workspace_name,
+    write_summary,
+)
 from vid3d.cli import app
 from vid3d.errors import ConfigError, InputError
-
-from .conftest import data_path
 
 runner = CliRunner()
 GOOD = ("re10k/videos/0bf152ef84195293.mp4", "re10k/videos/0c11dbe781b1c11c.mp4")  # 16 frames
 # The smallest run that still goes through every stage.
-SETS = ["splat.steps=30", "splat.eval_every=30", "render.seconds=1", "render.fps=4",
-        "render.resolution=128x72"]
+SETS = [
+    "splat.steps=30",
+    "splat.eval_every=30",
+    "render.seconds=1",
+    "render.fps=4",
+    "render.resolution=128x72",
+]
 OPTIONS = ["--preset", "fast", "--device", "cpu"] + [a for s in SETS for a in ("--set", s)]
 STAGES = ("frames", "poses", "splat", "render")
 
@@ -56,8 +72,11 @@ def _rows(out: Path) -> list[dict[str, str]]:
 
 
 def _manifests(ws: Path) -> dict[str, int]:
-    return {s: (ws / ".vid3d" / f"{s}.json").stat().st_mtime_ns for s in STAGES
-            if (ws / ".vid3d" / f"{s}.json").is_file()}
+    return {
+        s: (ws / ".vid3d" / f"{s}.json").stat().st_mtime_ns
+        for s in STAGES
+        if (ws / ".vid3d" / f"{s}.json").is_file()
+    }
 
 
 def _ws(out: Path, video: str) -> Path:
@@ -70,9 +89,21 @@ def _ws(out: Path, video: str) -> Path:
 
 def test_find_videos(tmp_path: Path):
     d = tmp_path / "videos"
-    for name in ("a.mp4", "b.MOV", "c.m4v", "d.webm", "e.mkv", "f.avi", "notes.txt", ".hidden.mp4",
-                 "sub/g.mp4", "sub/deeper/h.mov", ".cache/i.mp4", "ws/renders/orbit.mp4",
-                 "results/x-1234abcd/renders/orbit.mp4"):
+    for name in (
+        "a.mp4",
+        "b.MOV",
+        "c.m4v",
+        "d.webm",
+        "e.mkv",
+        "f.avi",
+        "notes.txt",
+        ".hidden.mp4",
+        "sub/g.mp4",
+        "sub/deeper/h.mov",
+        ".cache/i.mp4",
+        "ws/renders/orbit.mp4",
+        "results/x-1234abcd/renders/orbit.mp4",
+    ):
         _touch(d / name)
     (d / "ws" / ".vid3d").mkdir()  # a workspace inside the folder: its renders are not inputs
 
@@ -81,7 +112,15 @@ def test_find_videos(tmp_path: Path):
 
     assert rel(find_videos(d)) == ["a.mp4", "b.MOV", "c.m4v", "d.webm", "e.mkv", "f.avi"]
     assert rel(find_videos(d, recursive=True, exclude=[d / "results"])) == [
-        "a.mp4", "b.MOV", "c.m4v", "d.webm", "e.mkv", "f.avi", "sub/deeper/h.mov", "sub/g.mp4"]
+        "a.mp4",
+        "b.MOV",
+        "c.m4v",
+        "d.webm",
+        "e.mkv",
+        "f.avi",
+        "sub/deeper/h.mov",
+        "sub/g.mp4",
+    ]
     assert rel(find_videos(d, recursive=True, glob="sub/*")) == ["sub/deeper/h.mov", "sub/g.mp4"]
     assert rel(find_videos(d, recursive=True, glob="*.mov")) == ["sub/deeper/h.mov"]
     with pytest.raises(InputError):
@@ -90,8 +129,13 @@ def test_find_videos(tmp_path: Path):
 
 def test_workspace_names_are_stable_and_unique(tmp_path: Path):
     d = tmp_path
-    videos = [d / "clip.mp4", d / "clip.mov", d / "a" / "clip.mp4", d / "b" / "clip.mp4",
-              d / "my clip (1).mp4"]
+    videos = [
+        d / "clip.mp4",
+        d / "clip.mov",
+        d / "a" / "clip.mp4",
+        d / "b" / "clip.mp4",
+        d / "my clip (1).mp4",
+    ]
     names = [workspace_name(v, d) for v in videos]
     assert len(set(names)) == len(names)
     assert all(n.startswith("clip-") for n in names[:4]) and names[4].startswith("my_clip__1_-")
@@ -122,7 +166,10 @@ def test_per_video_config_precedence(tmp_path: Path):
     assert three.preset == "fast" and three.splat.sh_degree == 1  # from fast.toml
     assert three.splat.steps == 200 and three.frames.max_size == 400
     assert [f.relative_to(d).as_posix() for f in files] == [
-        "vid3d.toml", "sub/vid3d.toml", "sub/deep/vid3d.toml"]
+        "vid3d.toml",
+        "sub/vid3d.toml",
+        "sub/deep/vid3d.toml",
+    ]
 
     _touch(d / "sub" / "two.vid3d.toml", "[splat]\nstepz = 1\n")
     with pytest.raises(ConfigError, match="two.vid3d.toml"):
@@ -138,10 +185,11 @@ def test_plan_and_summary_files(tmp_path: Path):
     _touch(d / "y.mov", "?")
     jobs = plan_batch(d, tmp_path / "out", preset="fast", overrides=["splat.steps=7"])
     assert [j.rel for j in jobs] == ["x.mp4", "y.mov"]
-    assert all(j.config.splat.steps == 7 and j.workspace.parent == (tmp_path / "out").resolve()
-               for j in jobs)
-    rows = [VideoResult("x.mp4", jobs[0].name, DONE, 16, 15, 25.5, 1000, 12.0),
-            VideoResult("y.mov", jobs[1].name, FAILED, error="bad, \"quoted\"", hint="try")]
+    assert all(j.config.splat.steps == 7 and j.workspace.parent == (tmp_path / "out").resolve() for j in jobs)
+    rows = [
+        VideoResult("x.mp4", jobs[0].name, DONE, 16, 15, 25.5, 1000, 12.0),
+        VideoResult("y.mov", jobs[1].name, FAILED, error='bad, "quoted"', hint="try"),
+    ]
     csv_path, json_path = write_summary(rows, tmp_path / "out", {"preset": "fast"})
     got = _rows(tmp_path / "out")
     assert [r["status"] for r in got] == [DONE, FAILED] and got[1]["error"] == 'bad, "quoted"'
@@ -155,9 +203,10 @@ def test_no_videos_is_one_error_line(tmp_path: Path):
     (tmp_path / "empty").mkdir()
     result = runner.invoke(app, ["batch", str(tmp_path / "empty"), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2
-    assert [l for l in result.output.splitlines() if l.startswith("error:")] == [
+    assert [line for line in result.output.splitlines() if line.startswith("error:")] == [
         f"error: no videos in {(tmp_path / 'empty').resolve()} (sub-folders are searched only "
-        "with --recursive)"]
+        "with --recursive)"
+    ]
 
 
 def test_a_workspace_locked_by_another_batch_is_busy(tmp_path: Path):
@@ -255,11 +304,14 @@ def test_fail_fast_cancels_the_rest(tmp_path: Path):
     _touch(folder / "0-broken.mp4", "not a video")
     shutil.copy(data_path(GOOD[0]), folder / "1-good.mp4")
     out = tmp_path / "out"
-    result = runner.invoke(app, ["batch", str(folder), "--out", str(out), "--jobs", "1",
-                                 "--fail-fast", *OPTIONS])
+    result = runner.invoke(
+        app, ["batch", str(folder), "--out", str(out), "--jobs", "1", "--fail-fast", *OPTIONS]
+    )
     assert result.exit_code == 1, result.output
     assert [(r["status"], r["error"][:7]) for r in _rows(out)] == [
-        (FAILED, "0-broke"), (CANCELLED, "not run")]
+        (FAILED, "0-broke"),
+        (CANCELLED, "not run"),
+    ]
     assert not (out / workspace_name(folder / "1-good.mp4", folder)).exists()
 
 
@@ -299,8 +351,9 @@ def test_a_crashed_worker_is_a_failure_and_the_batch_goes_on(tmp_path: Path):
     shutil.copy(data_path(GOOD[0]), folder / "a.mp4")
     _touch(folder / "broken.mp4", "not a video")
     monitor = _Killer("a-")
-    result = run_batch(folder, tmp_path / "out", preset="fast", overrides=SETS + ['device="cpu"'],
-                       jobs=1, monitor=monitor)
+    result = run_batch(
+        folder, tmp_path / "out", preset="fast", overrides=SETS + ['device="cpu"'], jobs=1, monitor=monitor
+    )
     assert monitor.killed
     a, broken = result.rows
     assert a.status == FAILED and a.error_type == "WorkerCrash" and "SIGKILL" in a.error
@@ -321,8 +374,7 @@ def _lock_is_free(ws: Path) -> bool:
 @slow
 def test_killed_batch_resumes(tmp_path: Path):
     folder, out = _clips(tmp_path / "videos", broken=False), tmp_path / "results"
-    cmd = [sys.executable, "-m", "vid3d", "batch", str(folder), "--out", str(out), "--jobs", "1",
-           *OPTIONS]
+    cmd = [sys.executable, "-m", "vid3d", "batch", str(folder), "--out", str(out), "--jobs", "1", *OPTIONS]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     b_frames = out / workspace_name(folder / "b.mp4", folder) / ".vid3d" / "frames.json"
@@ -377,8 +429,7 @@ def test_same_batch_on_ray(local_batch, tmp_path: Path):
     assert summary["backend"].startswith("ray")
     ray_rows = _rows(out)
     same = ("video", "workspace", "status", "frames", "registered", "error")
-    assert [{k: r[k] for k in same} for r in ray_rows] == [{k: r[k] for k in same}
-                                                            for r in local_rows]
+    assert [{k: r[k] for k in same} for r in ray_rows] == [{k: r[k] for k in same} for r in local_rows]
     for lr, rr in zip(local_rows, ray_rows):
         if lr["status"] == DONE:  # training on a different number of threads: close, not equal
             assert abs(float(lr["psnr"]) - float(rr["psnr"])) < 1.5

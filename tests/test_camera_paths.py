@@ -7,9 +7,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vid3d.camera_paths import (LOOPING, PATH_TYPES, CameraPath, input_frame_indices,
-                                input_poses, letterbox_intrinsics, make_path, orbit_poses,
-                                output_intrinsics, scene_center, turntable_poses, up_direction)
+from vid3d.camera_paths import (
+    LOOPING,
+    PATH_TYPES,
+    CameraPath,
+    input_frame_indices,
+    input_poses,
+    letterbox_intrinsics,
+    make_path,
+    orbit_poses,
+    output_intrinsics,
+    scene_center,
+    turntable_poses,
+    up_direction,
+)
 from vid3d.errors import ConfigError, InputError
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -83,8 +94,13 @@ def test_paths_are_smooth_valid_and_see_the_centre(kind: str, scene: str) -> Non
     assert pos.max() < 3.0 * pos.mean() + 1e-9  # close to constant speed
     assert ang.max() < 12.0
     # Second differences small: no kinks in the position curve.
-    p = np.concatenate([path.camtoworlds[-1:, :3, 3], path.camtoworlds[:, :3, 3],
-                        path.camtoworlds[:1, :3, 3]]) if path.loop else path.camtoworlds[:, :3, 3]
+    p = (
+        np.concatenate(
+            [path.camtoworlds[-1:, :3, 3], path.camtoworlds[:, :3, 3], path.camtoworlds[:1, :3, 3]]
+        )
+        if path.loop
+        else path.camtoworlds[:, :3, 3]
+    )
     assert np.linalg.norm(np.diff(p, 2, axis=0), axis=1).max() < 0.5 * pos.mean() + 1e-9
 
     if kind == "input":
@@ -209,8 +225,10 @@ def test_path_json_errors(tmp_path: Path) -> None:
     bad.write_text("{not json")
     with pytest.raises(InputError):
         CameraPath.load(bad)
-    bad.write_text('{"frames": [{"camtoworld": [[2,0,0,0],[0,1,0,0],[0,0,1,0],[0,0,0,1]], '
-                   '"fx": 1, "fy": 1, "cx": 1, "cy": 1, "width": 4, "height": 4}]}')
+    bad.write_text(
+        '{"frames": [{"camtoworld": [[2,0,0,0],[0,1,0,0],[0,0,1,0],[0,0,0,1]], '
+        '"fx": 1, "fy": 1, "cx": 1, "cy": 1, "width": 4, "height": 4}]}'
+    )
     with pytest.raises(InputError, match="not orthonormal"):
         CameraPath.load(bad)
     bad.write_text('{"frames": [{"camtoworld": [[1,0,0,0],[0,1,0,0],[0,0,1,0],[0,0,0,1]]}]}')

@@ -27,8 +27,9 @@ def test_doctor_reports_every_component():
 def test_bad_override_is_one_line_and_exit_2(tmp_path):
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"\0" * 10)
-    result = runner.invoke(app, ["reconstruct", str(video), "--out", str(tmp_path / "ws"),
-                                 "--set", "splat.stepz=5"])
+    result = runner.invoke(
+        app, ["reconstruct", str(video), "--out", str(tmp_path / "ws"), "--set", "splat.stepz=5"]
+    )
     assert result.exit_code == 2
     assert result.output.startswith("error: unknown option splat.stepz")
     assert not (tmp_path / "ws").exists()

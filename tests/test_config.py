@@ -5,24 +5,49 @@ from pathlib import Path
 
 import pytest
 
-from vid3d.config import (PATH_TYPES, RESOLUTIONS, Config, FramesConfig, PosesConfig, RenderConfig,
-                          SplatConfig, apply_data, apply_overrides, dump_config, find_preset,
-                          load_config, load_config_file, parse_override, preset_names, validate)
+from vid3d.config import (
+    PATH_TYPES,
+    RESOLUTIONS,
+    Config,
+    FramesConfig,
+    PosesConfig,
+    RenderConfig,
+    SplatConfig,
+    apply_data,
+    apply_overrides,
+    dump_config,
+    find_preset,
+    load_config,
+    load_config_file,
+    parse_override,
+    preset_names,
+    validate,
+)
 from vid3d.errors import ConfigError
 
 
 def test_presets_load_and_differ():
     assert {"default", "fast"} <= set(preset_names())
     default, fast = load_config("default"), load_config("fast")
-    assert fast.splat.scaled().steps < default.splat.scaled().steps < load_config("quality").splat.scaled().steps
+    assert (
+        fast.splat.scaled().steps < default.splat.scaled().steps < load_config("quality").splat.scaled().steps
+    )
     assert fast.splat.scaled().refine_stop < fast.splat.scaled().steps  # the schedule keeps its shape
     assert fast.frames.max_size < default.frames.max_size
     assert default.splat == Config().splat  # default.toml changes nothing
 
 
 def test_overrides_are_typed():
-    cfg = load_config("fast", ["splat.steps=123", "splat.lr_means=1", 'render.resolution="480p"',
-                               "render.resolution=1080p", "device=cpu"])
+    cfg = load_config(
+        "fast",
+        [
+            "splat.steps=123",
+            "splat.lr_means=1",
+            'render.resolution="480p"',
+            "render.resolution=1080p",
+            "device=cpu",
+        ],
+    )
     assert cfg.splat.steps == 123
     assert cfg.splat.lr_means == 1.0 and isinstance(cfg.splat.lr_means, float)
     assert cfg.render.resolution == "1080p"  # a bare word is a string
@@ -31,8 +56,9 @@ def test_overrides_are_typed():
     assert apply_overrides(cfg, ["splat.background=[1, 1, 1]"]).splat.background == (1.0, 1.0, 1.0)
 
 
-@pytest.mark.parametrize("bad", ["splat.nope=1", "nope.steps=1", "splat.steps=fast",
-                                 "splat.steps", "a.b.c=1"])
+@pytest.mark.parametrize(
+    "bad", ["splat.nope=1", "nope.steps=1", "splat.steps=fast", "splat.steps", "a.b.c=1"]
+)
 def test_bad_overrides_raise(bad):
     with pytest.raises(ConfigError):
         load_config("default", [bad])
@@ -68,56 +94,59 @@ def test_every_bundled_preset_validates():
         assert validate(load_config_file(find_preset(name))) is not None  # a preset reads as a file too
 
 
-@pytest.mark.parametrize("override, field, shown", [
-    ("render.resolution=4k", "render.resolution", '"4k"'),
-    ("render.resolution=1x1", "render.resolution", '"1x1"'),
-    ("render.resolution=9000x100", "render.resolution", '"9000x100"'),
-    ("render.path=banana", "render.path", '"banana"'),
-    ("device=banana", "device", '"banana"'),
-    ("device=cuda:x", "device", '"cuda:x"'),
-    ("device=cuda0", "device", '"cuda0"'),
-    ("splat.strategy=banana", "splat.strategy", '"banana"'),
-    ("splat.backend=banana", "splat.backend", '"banana"'),
-    ("poses.camera_model=banana", "poses.camera_model", '"banana"'),
-    ("poses.matcher=banana", "poses.matcher", '"banana"'),
-    ("poses.mapper=banana", "poses.mapper", '"banana"'),
-    ("render.x264_preset=placebo", "render.x264_preset", '"placebo"'),
-    ("render.preview=png", "render.preview", '"png"'),
-    ("render.aspect=wide", "render.aspect", '"wide"'),
-    ("render.aspect=0:1", "render.aspect", '"0:1"'),
-    ("splat.steps=-5", "splat.steps", "-5"),
-    ("splat.steps=0", "splat.steps", "0"),
-    ("splat.refine_every=0", "splat.refine_every", "0"),
-    ("splat.reset_every=0", "splat.reset_every", "0"),
-    ("splat.sh_degree=5", "splat.sh_degree", "5"),
-    ("splat.eval_every=-1", "splat.eval_every", "-1"),
-    ("splat.lr_means=nan", "splat.lr_means", "nan"),
-    ("splat.lr_means=inf", "splat.lr_means", "inf"),
-    ("splat.lr_means=0", "splat.lr_means", "0.0"),
-    ("splat.lr_shN=-1e-3", "splat.lr_shN", "-0.001"),
-    ("splat.schedule_scale=0", "splat.schedule_scale", "0.0"),
-    ("splat.init_opacity=1", "splat.init_opacity", "1.0"),
-    ("render.height_factor=-inf", "render.height_factor", "-inf"),
-    ("splat.ssim_lambda=1.5", "splat.ssim_lambda", "1.5"),
-    ("poses.min_registered_fraction=1.5", "poses.min_registered_fraction", "1.5"),
-    ("poses.retry_below_fraction=1.5", "poses.retry_below_fraction", "1.5"),
-    ("frames.min_motion=1.5", "frames.min_motion", "1.5"),
-    ("frames.dup_motion=-0.5", "frames.dup_motion", "-0.5"),
-    ("frames.max_frames=0", "frames.max_frames", "0"),
-    ("frames.target_fps=nan", "frames.target_fps", "nan"),
-    ("frames.jpeg_quality=0", "frames.jpeg_quality", "0"),
-    ("frames.jpeg_quality=101", "frames.jpeg_quality", "101"),
-    ("render.crf=60", "render.crf", "60"),
-    ("render.fps=0", "render.fps", "0"),
-    ("render.fps=500", "render.fps", "500"),
-    ("render.seconds=0", "render.seconds", "0.0"),
-    ("render.preview_width=8", "render.preview_width", "8"),
-    ("render.smoothing=-1", "render.smoothing", "-1.0"),
-    ("splat.background=[1.5, 0, 0]", "splat.background", "[1.5, 0.0, 0.0]"),
-    ("splat.background=[0, -0.1, 0]", "splat.background", "[0.0, -0.1, 0.0]"),
-    ("splat.background=[0, 0, nan]", "splat.background", "[0.0, 0.0, nan]"),
-    ("render.path=missing.json", "render.path", '"missing.json"'),
-])
+@pytest.mark.parametrize(
+    "override, field, shown",
+    [
+        ("render.resolution=4k", "render.resolution", '"4k"'),
+        ("render.resolution=1x1", "render.resolution", '"1x1"'),
+        ("render.resolution=9000x100", "render.resolution", '"9000x100"'),
+        ("render.path=banana", "render.path", '"banana"'),
+        ("device=banana", "device", '"banana"'),
+        ("device=cuda:x", "device", '"cuda:x"'),
+        ("device=cuda0", "device", '"cuda0"'),
+        ("splat.strategy=banana", "splat.strategy", '"banana"'),
+        ("splat.backend=banana", "splat.backend", '"banana"'),
+        ("poses.camera_model=banana", "poses.camera_model", '"banana"'),
+        ("poses.matcher=banana", "poses.matcher", '"banana"'),
+        ("poses.mapper=banana", "poses.mapper", '"banana"'),
+        ("render.x264_preset=placebo", "render.x264_preset", '"placebo"'),
+        ("render.preview=png", "render.preview", '"png"'),
+        ("render.aspect=wide", "render.aspect", '"wide"'),
+        ("render.aspect=0:1", "render.aspect", '"0:1"'),
+        ("splat.steps=-5", "splat.steps", "-5"),
+        ("splat.steps=0", "splat.steps", "0"),
+        ("splat.refine_every=0", "splat.refine_every", "0"),
+        ("splat.reset_every=0", "splat.reset_every", "0"),
+        ("splat.sh_degree=5", "splat.sh_degree", "5"),
+        ("splat.eval_every=-1", "splat.eval_every", "-1"),
+        ("splat.lr_means=nan", "splat.lr_means", "nan"),
+        ("splat.lr_means=inf", "splat.lr_means", "inf"),
+        ("splat.lr_means=0", "splat.lr_means", "0.0"),
+        ("splat.lr_shN=-1e-3", "splat.lr_shN", "-0.001"),
+        ("splat.schedule_scale=0", "splat.schedule_scale", "0.0"),
+        ("splat.init_opacity=1", "splat.init_opacity", "1.0"),
+        ("render.height_factor=-inf", "render.height_factor", "-inf"),
+        ("splat.ssim_lambda=1.5", "splat.ssim_lambda", "1.5"),
+        ("poses.min_registered_fraction=1.5", "poses.min_registered_fraction", "1.5"),
+        ("poses.retry_below_fraction=1.5", "poses.retry_below_fraction", "1.5"),
+        ("frames.min_motion=1.5", "frames.min_motion", "1.5"),
+        ("frames.dup_motion=-0.5", "frames.dup_motion", "-0.5"),
+        ("frames.max_frames=0", "frames.max_frames", "0"),
+        ("frames.target_fps=nan", "frames.target_fps", "nan"),
+        ("frames.jpeg_quality=0", "frames.jpeg_quality", "0"),
+        ("frames.jpeg_quality=101", "frames.jpeg_quality", "101"),
+        ("render.crf=60", "render.crf", "60"),
+        ("render.fps=0", "render.fps", "0"),
+        ("render.fps=500", "render.fps", "500"),
+        ("render.seconds=0", "render.seconds", "0.0"),
+        ("render.preview_width=8", "render.preview_width", "8"),
+        ("render.smoothing=-1", "render.smoothing", "-1.0"),
+        ("splat.background=[1.5, 0, 0]", "splat.background", "[1.5, 0.0, 0.0]"),
+        ("splat.background=[0, -0.1, 0]", "splat.background", "[0.0, -0.1, 0.0]"),
+        ("splat.background=[0, 0, nan]", "splat.background", "[0.0, 0.0, nan]"),
+        ("render.path=missing.json", "render.path", '"missing.json"'),
+    ],
+)
 def test_invalid_values_are_rejected_at_load(override, field, shown):
     with pytest.raises(ConfigError) as e:
         load_config("default", [override])
@@ -135,7 +164,8 @@ def test_messages_say_what_is_accepted():
         return e.value.message
 
     assert message("splat.strategy=banana").startswith(
-        'splat.strategy must be one of "default", "mcmc"; got "banana"')
+        'splat.strategy must be one of "default", "mcmc"; got "banana"'
+    )
     assert 'must be "auto", "cpu", "cuda" or "cuda:N"' in message("device=banana")
     assert '"1080p"' in message("render.resolution=4k") and "WIDTHxHEIGHT" in message("render.resolution=4k")
     assert "must be a finite number > 0; got nan" in message("splat.lr_means=nan")
@@ -145,13 +175,16 @@ def test_messages_say_what_is_accepted():
     assert "does not exist" in message("render.path=missing.json")
 
 
-@pytest.mark.parametrize("overrides, fields", [
-    (["splat.refine_start=2000"], ("splat.refine_start", "splat.refine_stop")),
-    (["splat.refine_start=10", "splat.refine_stop=5"], ("splat.refine_start", "splat.refine_stop")),
-    (["splat.backend=gsplat", "device=cpu"], ("splat.backend", "device")),
-    (["splat.backend=cpu", "device=cuda"], ("splat.backend", "device")),
-    (["splat.backend=torch", "device=cuda:1"], ("splat.backend", "device")),
-])
+@pytest.mark.parametrize(
+    "overrides, fields",
+    [
+        (["splat.refine_start=2000"], ("splat.refine_start", "splat.refine_stop")),
+        (["splat.refine_start=10", "splat.refine_stop=5"], ("splat.refine_start", "splat.refine_stop")),
+        (["splat.backend=gsplat", "device=cpu"], ("splat.backend", "device")),
+        (["splat.backend=cpu", "device=cuda"], ("splat.backend", "device")),
+        (["splat.backend=torch", "device=cuda:1"], ("splat.backend", "device")),
+    ],
+)
 def test_rules_between_fields(overrides, fields):
     with pytest.raises(ConfigError) as e:
         load_config("default", overrides)
@@ -174,21 +207,54 @@ def test_rules_hold_after_all_overrides_not_after_each():
     assert cfg.splat.refine_start == 2400
 
 
-@pytest.mark.parametrize("override", [
-    "device=auto", "device=cpu", "device=cuda", "device=cuda:1", "device=cuda:12",
-    "render.resolution=1920x1080", "render.resolution=2x2", "render.resolution=8192X8192",
-    "render.resolution=' 640 x 480 '", "render.resolution=1081x721",
-    "render.aspect=input", "render.aspect=4:3", "render.aspect=2.39:1", "render.aspect=16/9",
-    "splat.background=[1, 1, 1]", "splat.background=[0.5, 0, 1.0]", "splat.lr_means=1",
-    "splat.eval_every=0", "splat.checkpoint_every=0", "splat.test_every=0", "splat.coarse_steps=0",
-    "splat.refine_start=0", "splat.sh_degree=0", "splat.sh_degree=4", "splat.sh_degree_interval=0",
-    "splat.opacity_reg=0", "splat.grow_grad2d=0", "frames.target_fps=12.5",
-    "frames.jpeg_quality=1", "frames.jpeg_quality=100", "poses.sequential_overlap=0",
-    "poses.exhaustive_below=0", "poses.min_registered_fraction=1", "poses.max_attempts=1",
-    "render.crf=0", "render.crf=51", "render.fps=240", "render.smoothing=0",
-    "render.height_factor=-0.5", "render.preview_width=16", "splat.backend=gsplat",
-    "splat.backend=cpu", "splat.seed=-1",
-])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "device=auto",
+        "device=cpu",
+        "device=cuda",
+        "device=cuda:1",
+        "device=cuda:12",
+        "render.resolution=1920x1080",
+        "render.resolution=2x2",
+        "render.resolution=8192X8192",
+        "render.resolution=' 640 x 480 '",
+        "render.resolution=1081x721",
+        "render.aspect=input",
+        "render.aspect=4:3",
+        "render.aspect=2.39:1",
+        "render.aspect=16/9",
+        "splat.background=[1, 1, 1]",
+        "splat.background=[0.5, 0, 1.0]",
+        "splat.lr_means=1",
+        "splat.eval_every=0",
+        "splat.checkpoint_every=0",
+        "splat.test_every=0",
+        "splat.coarse_steps=0",
+        "splat.refine_start=0",
+        "splat.sh_degree=0",
+        "splat.sh_degree=4",
+        "splat.sh_degree_interval=0",
+        "splat.opacity_reg=0",
+        "splat.grow_grad2d=0",
+        "frames.target_fps=12.5",
+        "frames.jpeg_quality=1",
+        "frames.jpeg_quality=100",
+        "poses.sequential_overlap=0",
+        "poses.exhaustive_below=0",
+        "poses.min_registered_fraction=1",
+        "poses.max_attempts=1",
+        "render.crf=0",
+        "render.crf=51",
+        "render.fps=240",
+        "render.smoothing=0",
+        "render.height_factor=-0.5",
+        "render.preview_width=16",
+        "splat.backend=gsplat",
+        "splat.backend=cpu",
+        "splat.seed=-1",
+    ],
+)
 def test_valid_values_still_load(override):
     load_config("default", [override])
 
@@ -216,15 +282,19 @@ def _literal_fields():
                 yield section, name, typing.get_args(tp)
 
 
-@pytest.mark.parametrize("section, name, choices", list(_literal_fields()),
-                         ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    "section, name, choices", list(_literal_fields()), ids=lambda v: v if isinstance(v, str) else ""
+)
 def test_every_literal_value_loads(section, name, choices):
     assert len(choices) >= 2
     for choice in choices:
-        assert getattr(getattr(load_config("default", [f"{section}.{name}={choice}"]), section),
-                       name) == choice
-        assert getattr(getattr(load_config("default", [f'{section}.{name}="{choice}"']), section),
-                       name) == choice
+        assert (
+            getattr(getattr(load_config("default", [f"{section}.{name}={choice}"]), section), name) == choice
+        )
+        assert (
+            getattr(getattr(load_config("default", [f'{section}.{name}="{choice}"']), section), name)
+            == choice
+        )
 
 
 def test_choices_match_what_the_stages_accept():
@@ -309,9 +379,17 @@ def test_unknown_options_list_the_known_fields():
 
 
 def test_saved_config_round_trips_and_validates(tmp_path: Path):
-    cfg = load_config("quality", ["device=cuda:1", "render.resolution=1920x1080", "render.aspect=input",
-                                  "splat.strategy=mcmc", "poses.camera_model=OPENCV",
-                                  "splat.background=[1, 1, 1]"])
+    cfg = load_config(
+        "quality",
+        [
+            "device=cuda:1",
+            "render.resolution=1920x1080",
+            "render.aspect=input",
+            "splat.strategy=mcmc",
+            "poses.camera_model=OPENCV",
+            "splat.background=[1, 1, 1]",
+        ],
+    )
     path = tmp_path / "vid3d.toml"
     path.write_text(dump_config(cfg))
     again = load_config_file(path)
@@ -341,7 +419,15 @@ def test_a_saved_path_file_that_is_gone_can_be_overridden(tmp_path: Path):
 
 
 def test_import_is_light():
-    out = subprocess.run([sys.executable, "-c", "import sys, vid3d.config; "
-                          "print(sorted(m for m in ('torch', 'numpy', 'cv2', 'pycolmap') if m in sys.modules))"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, vid3d.config; "
+            "print(sorted(m for m in ('torch', 'numpy', 'cv2', 'pycolmap') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == "[]"

@@ -36,8 +36,7 @@ def _skip_reason() -> str | None:
 
 
 SKIP_REASON = _skip_reason()
-pytestmark = [pytest.mark.cuda,
-              pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")]
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")]
 
 CUDA = torch.device("cuda")
 CPU = torch.device("cpu")
@@ -56,9 +55,16 @@ def _render(scene, bg, device, backend, **kwargs):
     for k in PARAMS:
         leaves[k].requires_grad_()
     bgl = bg.detach().clone().to(device).requires_grad_()
-    colors, alphas, info = rasterize(*(leaves[k] for k in PARAMS), leaves["viewmats"],
-                                     leaves["Ks"], W, H, backgrounds=bgl, backend=backend,
-                                     **kwargs)
+    colors, alphas, info = rasterize(
+        *(leaves[k] for k in PARAMS),
+        leaves["viewmats"],
+        leaves["Ks"],
+        W,
+        H,
+        backgrounds=bgl,
+        backend=backend,
+        **kwargs,
+    )
     g = torch.Generator().manual_seed(123)
     wc = torch.rand(colors.shape, generator=g).to(device)
     wa = torch.rand(alphas.shape, generator=g).to(device)
@@ -82,7 +88,7 @@ def test_gsplat_backend_agrees_with_the_cpu_kernel(sh_degree, rasterize_mode, re
     1e-4 on 99.9% of the pixels, radii equal on 99.9% (never off by more than 1), every
     gradient within 1e-3 of its largest magnitude on 99.9% of its entries, and the same
     ``info`` keys, dtypes and shapes."""
-    from .test_rasterize import make_scene
+    from tests.test_rasterize import make_scene
 
     scene = make_scene(2000, W, H, n_cams=2, sh_degree=sh_degree, seed=sh_degree)
     bg = torch.rand(2, 3, generator=torch.Generator().manual_seed(1))
@@ -110,8 +116,9 @@ def test_gsplat_backend_agrees_with_the_cpu_kernel(sh_degree, rasterize_mode, re
         scale = ref.abs().max().item()
         assert scale > 0, name
         frac = _fraction_close(got, ref, 1e-3 * scale)
-        assert frac >= 0.999, f"{name}: {frac:.4f} close, max error {(got - ref).abs().max():.3g} " \
-                              f"vs scale {scale:.3g}"
+        assert frac >= 0.999, (
+            f"{name}: {frac:.4f} close, max error {(got - ref).abs().max():.3g} vs scale {scale:.3g}"
+        )
 
     assert set(info_gpu) == set(info_cpu)
     for key, ref in info_cpu.items():
@@ -129,17 +136,27 @@ def test_gsplat_backend_agrees_with_the_cpu_kernel(sh_degree, rasterize_mode, re
 
 # ------------------------------------------------------------------ training
 
+
 def _cfg(**kw) -> SplatConfig:
-    base = dict(steps=200, sh_degree=1, sh_degree_interval=50, eval_every=0, refine_start=0,
-                refine_stop=0, refine_every=100, reset_every=10_000, checkpoint_every=0,
-                coarse_steps=50)
+    base = dict(
+        steps=200,
+        sh_degree=1,
+        sh_degree_interval=50,
+        eval_every=0,
+        refine_start=0,
+        refine_stop=0,
+        refine_every=100,
+        reset_every=10_000,
+        checkpoint_every=0,
+        coarse_steps=50,
+    )
     base.update(kw)
     return SplatConfig(**base)
 
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
-    from .synthetic import make_scene
+    from tests.synthetic import make_scene
 
     return make_scene(tmp_path_factory.mktemp("scene"))
 
@@ -170,8 +187,10 @@ def test_training_without_refinement_matches_the_cpu(scene, tmp_path):
     assert (m_cpu["backend"], m_gpu["backend"]) == ("cpu", "gsplat")
     assert m_gpu["device"].startswith("cuda") and m_gpu["test_images"] > 0
     assert m_gpu["gaussians"] == m_cpu["gaussians"]
-    assert abs(m_gpu["final_loss"] - m_cpu["final_loss"]) <= 0.01 * m_cpu["final_loss"], \
-        (m_gpu["final_loss"], m_cpu["final_loss"])
+    assert abs(m_gpu["final_loss"] - m_cpu["final_loss"]) <= 0.01 * m_cpu["final_loss"], (
+        m_gpu["final_loss"],
+        m_cpu["final_loss"],
+    )
     assert abs(m_gpu["psnr"] - m_cpu["psnr"]) <= 0.1, (m_gpu["psnr"], m_cpu["psnr"])
 
 
@@ -184,16 +203,23 @@ def test_training_with_refinement_matches_the_cpu(scene, tmp_path, strategy):
     from vid3d.splats.strategies import install_cpu_fallbacks
 
     install_cpu_fallbacks()
-    cfg = _cfg(strategy=strategy, refine_start=20, refine_every=20, refine_stop=160,
-               grow_grad2d=2e-5, max_gaussians=20_000 if strategy == "default" else 1_000)
+    cfg = _cfg(
+        strategy=strategy,
+        refine_start=20,
+        refine_every=20,
+        refine_stop=160,
+        grow_grad2d=2e-5,
+        max_gaussians=20_000 if strategy == "default" else 1_000,
+    )
     calls = {}
     runs = {}
     for device in (CPU, CUDA):
         for op in (ops.compute_relocation, ops.quat_scale_to_covar_preci):
             op.calls.clear()
         _, runs[device.type] = _train(scene, cfg, device, tmp_path / f"{device.type}.pt")
-        calls[device.type] = {op.__name__: dict(op.calls)
-                              for op in (ops.compute_relocation, ops.quat_scale_to_covar_preci)}
+        calls[device.type] = {
+            op.__name__: dict(op.calls) for op in (ops.compute_relocation, ops.quat_scale_to_covar_preci)
+        }
     m_cpu, m_gpu = runs["cpu"], runs["cuda"]
     assert m_gpu["gaussians"] > m_gpu["gaussians_initial"]  # refinement added Gaussians
     assert abs(m_gpu["gaussians"] - m_cpu["gaussians"]) <= 0.1 * m_cpu["gaussians"]
@@ -207,37 +233,48 @@ def test_training_with_refinement_matches_the_cpu(scene, tmp_path, strategy):
 
 # ------------------------------------------------------------------ resume and checkpoints
 
-_RESUME = dict(steps=60, eval_every=20, checkpoint_every=10, refine_start=10, refine_every=10,
-               refine_stop=1000, grow_grad2d=2e-5, max_gaussians=20_000, coarse_steps=20)
+_RESUME = dict(
+    steps=60,
+    eval_every=20,
+    checkpoint_every=10,
+    refine_start=10,
+    refine_every=10,
+    refine_stop=1000,
+    grow_grad2d=2e-5,
+    max_gaussians=20_000,
+    coarse_steps=20,
+)
 
 
 @pytest.mark.parametrize("first,then", [("cuda", "cuda"), ("cpu", "cuda")])
 def test_training_resumes_on_cuda(scene, tmp_path, first, then):
     """An interrupted CUDA run resumes on CUDA; an interrupted CPU run trains on with CUDA.
     The resume file loads on the CPU (RNG states and optimizer moments included)."""
+    from tests.test_training import Interrupt, Recorder
     from vid3d.splats.model import load_checkpoint
-
-    from .test_training import Interrupt, Recorder
 
     cfg = _cfg(**_RESUME)
     resume, ckpt = tmp_path / "resume.pt", tmp_path / "ckpt.pt"
     _, straight = _train(scene, cfg, torch.device(first), tmp_path / "straight.pt")
     with pytest.raises(Interrupt):
-        _train(scene, cfg, torch.device(first), ckpt, resume_path=resume,
-               reporter=Recorder(stop_after=33))
+        _train(scene, cfg, torch.device(first), ckpt, resume_path=resume, reporter=Recorder(stop_after=33))
     state = load_checkpoint(resume)
     assert (state.step, state.finished) == (30, False)
     assert state.state["torch_rng"].device.type == "cpu"
-    moments = [v for o in state.state["optimizers"].values() for s in o["state"].values()
-               for v in s.values() if torch.is_tensor(v)]
+    moments = [
+        v
+        for o in state.state["optimizers"].values()
+        for s in o["state"].values()
+        for v in s.values()
+        if torch.is_tensor(v)
+    ]
     assert moments and all(v.device.type == "cpu" for v in moments)
 
     rec = Recorder()
     trainer, m = _train(scene, cfg, torch.device(then), ckpt, resume_path=resume, reporter=rec)
     assert m["resumed_from"] == 30 and m["steps"] == 60 and not rec.warnings
     assert m["device"].startswith(then) and trainer.splats["means"].is_cuda
-    assert all(s["exp_avg"].is_cuda for o in trainer.optimizers.values()
-               for s in o.state.values())
+    assert all(s["exp_avg"].is_cuda for o in trainer.optimizers.values() for s in o.state.values())
     assert math.isfinite(m["psnr"]) and abs(m["psnr"] - straight["psnr"]) <= 0.5
     assert abs(m["gaussians"] - straight["gaussians"]) <= 0.1 * straight["gaussians"]
     assert not resume.exists() and load_checkpoint(ckpt, require_finished=True).step == 60
@@ -247,16 +284,25 @@ def test_training_resumes_on_cuda(scene, tmp_path, first, then):
 def cuda_trained(scene, tmp_path_factory):
     """A finished CUDA training run with refinement: (trainer, metrics, ckpt path)."""
     path = tmp_path_factory.mktemp("cuda_run") / "ckpt.pt"
-    trainer, metrics = _train(scene, _cfg(steps=150, refine_start=20, refine_every=20,
-                                          refine_stop=120, grow_grad2d=2e-5), CUDA, path)
+    trainer, metrics = _train(
+        scene,
+        _cfg(steps=150, refine_start=20, refine_every=20, refine_stop=120, grow_grad2d=2e-5),
+        CUDA,
+        path,
+    )
     return trainer, metrics, path
 
 
 def _frames(splats, sh_degree, scene, device) -> np.ndarray:
     from vid3d.stages.render import render_frames
 
-    return np.stack(list(render_frames(splats, sh_degree, scene.camtoworlds, scene.Ks,
-                                       scene.width, scene.height, device=device))).astype(float)
+    return np.stack(
+        list(
+            render_frames(
+                splats, sh_degree, scene.camtoworlds, scene.Ks, scene.width, scene.height, device=device
+            )
+        )
+    ).astype(float)
 
 
 def test_a_cuda_checkpoint_renders_on_the_cpu(cuda_trained):
@@ -281,14 +327,16 @@ def test_render_on_cuda_agrees_with_the_cpu(cuda_trained):
 
     trainer, _, _ = cuda_trained
     s = trainer.data.scene
-    path = make_path("orbit", s.camtoworlds, s.Ks, s.width, s.height, 96, 54, 12,
-                     points=s.points)
+    path = make_path("orbit", s.camtoworlds, s.Ks, s.width, s.height, 96, 54, 12, points=s.points)
     splats = {k: v.detach() for k, v in trainer.splats.items()}
     from vid3d.stages.render import render_frames
 
     def frames(device):
-        return np.stack(list(render_frames(splats, trainer.cfg.sh_degree, path.camtoworlds,
-                                           path.Ks, 96, 54, device=device))).astype(float)
+        return np.stack(
+            list(
+                render_frames(splats, trainer.cfg.sh_degree, path.camtoworlds, path.Ks, 96, 54, device=device)
+            )
+        ).astype(float)
 
     on_gpu, on_cpu = frames("cuda"), frames("cpu")
     assert on_gpu.shape == (12, 54, 96, 3) and on_cpu.mean() > 5
@@ -297,14 +345,23 @@ def test_render_on_cuda_agrees_with_the_cpu(cuda_trained):
 
 # ------------------------------------------------------------------ syncs and speed
 
+
 @pytest.mark.parametrize("strategy", ["default", "mcmc"])
 def test_at_most_five_host_syncs_per_training_step(scene, strategy):
     """Counted with torch.cuda.set_sync_debug_mode("warn") over 20 steps whose strategy
     updates its statistics (DefaultStrategy) or adds position noise (MCMC) every step."""
     from vid3d.splats.trainer import Trainer, load_train_data
 
-    cfg = _cfg(strategy=strategy, steps=10_000, refine_start=0, refine_stop=10_000,
-               refine_every=10_000, coarse_steps=0, sh_degree_interval=0, max_gaussians=1_000)
+    cfg = _cfg(
+        strategy=strategy,
+        steps=10_000,
+        refine_start=0,
+        refine_stop=10_000,
+        refine_every=10_000,
+        coarse_steps=0,
+        sh_degree_interval=0,
+        max_gaussians=1_000,
+    )
     trainer = Trainer(load_train_data(scene, 8, CUDA), cfg.scaled(), CUDA)
     for _ in range(5):  # warm-up: kernels loaded, first allocations made
         trainer.step()
@@ -329,16 +386,21 @@ def test_training_speed_is_within_1_5x_of_a_bare_gsplat_loop(tmp_path_factory):
     loss, Adam per parameter, the loss read every step (as gsplat's simple_trainer does)."""
     import gsplat
 
+    from tests.synthetic import make_scene
     from vid3d.splats.losses import photometric_loss
     from vid3d.splats.trainer import Trainer, load_train_data
 
-    from .synthetic import make_scene
-
-    big = make_scene(tmp_path_factory.mktemp("big"), n_views=10, width=320, height=240,
-                     n_gaussians=60_000)
+    big = make_scene(tmp_path_factory.mktemp("big"), n_views=10, width=320, height=240, n_gaussians=60_000)
     data = load_train_data(big, 8, CUDA)
-    cfg = _cfg(steps=100_000, sh_degree=3, sh_degree_interval=0, coarse_steps=0,
-               refine_start=0, refine_stop=100_000, refine_every=100_000).scaled()
+    cfg = _cfg(
+        steps=100_000,
+        sh_degree=3,
+        sh_degree_interval=0,
+        coarse_steps=0,
+        refine_start=0,
+        refine_stop=100_000,
+        refine_every=100_000,
+    ).scaled()
     trainer = Trainer(data, cfg, CUDA)
     init = {k: v.detach().clone() for k, v in trainer.splats.items()}
 
@@ -358,8 +420,14 @@ def test_training_speed_is_within_1_5x_of_a_bare_gsplat_loop(tmp_path_factory):
     vid3d_rate = rate(trainer.step)
 
     params = {k: torch.nn.Parameter(v.clone()) for k, v in init.items()}
-    lrs = dict(means=cfg.lr_means * trainer.scene_scale, quats=cfg.lr_quats,
-               scales=cfg.lr_scales, opacities=cfg.lr_opacities, sh0=cfg.lr_sh0, shN=cfg.lr_shN)
+    lrs = dict(
+        means=cfg.lr_means * trainer.scene_scale,
+        quats=cfg.lr_quats,
+        scales=cfg.lr_scales,
+        opacities=cfg.lr_opacities,
+        sh0=cfg.lr_sh0,
+        shN=cfg.lr_shN,
+    )
     opts = [torch.optim.Adam([params[k]], lr=lr, eps=1e-15) for k, lr in lrs.items()]
     targets = data.images.float() / 255.0  # [N, H, W, 3]
     bg = torch.zeros(1, 3, device=CUDA)
@@ -370,11 +438,20 @@ def test_training_speed_is_within_1_5x_of_a_bare_gsplat_loop(tmp_path_factory):
         i = ids[next(it) % len(ids)]
         colors = torch.cat([params["sh0"], params["shN"]], 1)
         out, _, _ = gsplat.rasterization(
-            params["means"], params["quats"], torch.exp(params["scales"]),
-            torch.sigmoid(params["opacities"]), colors, data.viewmats[i:i + 1],
-            data.Ks[i:i + 1], data.width, data.height, sh_degree=3, backgrounds=bg,
-            packed=False)  # as vid3d renders
-        loss = photometric_loss(out, targets[i:i + 1], None, cfg.ssim_lambda)
+            params["means"],
+            params["quats"],
+            torch.exp(params["scales"]),
+            torch.sigmoid(params["opacities"]),
+            colors,
+            data.viewmats[i : i + 1],
+            data.Ks[i : i + 1],
+            data.width,
+            data.height,
+            sh_degree=3,
+            backgrounds=bg,
+            packed=False,
+        )  # as vid3d renders
+        loss = photometric_loss(out, targets[i : i + 1], None, cfg.ssim_lambda)
         loss.backward()
         for o in opts:
             o.step()
@@ -382,7 +459,9 @@ def test_training_speed_is_within_1_5x_of_a_bare_gsplat_loop(tmp_path_factory):
         return loss.item()
 
     bare_rate = rate(bare_step)
-    print(f"\ntraining steps/s at {data.width}x{data.height}, {len(init['means'])} Gaussians: "
-          f"vid3d {vid3d_rate:.1f}, bare gsplat loop {bare_rate:.1f} "
-          f"({bare_rate / vid3d_rate:.2f}x)")
+    print(
+        f"\ntraining steps/s at {data.width}x{data.height}, {len(init['means'])} Gaussians: "
+        f"vid3d {vid3d_rate:.1f}, bare gsplat loop {bare_rate:.1f} "
+        f"({bare_rate / vid3d_rate:.2f}x)"
+    )
     assert vid3d_rate * 1.5 >= bare_rate, (vid3d_rate, bare_rate)

@@ -12,17 +12,25 @@ import pytest
 from plyfile import PlyData
 from typer.testing import CliRunner
 
+from tests.conftest import data_path
 from vid3d.cli import app
-
-from .conftest import data_path
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
 CLIP = "re10k/videos/0bf152ef84195293.mp4"  # 16 frames, 384x256, a walk through a room
 # Small but real: every stage runs as it would for a user, only shorter.
-OPTIONS = ["--preset", "fast", "--device", "cpu",  # fast: 600 training steps
-           "--set", "render.seconds=2", "--set", "render.fps=12",
-           "--set", "render.resolution=256x144"]
+OPTIONS = [
+    "--preset",
+    "fast",
+    "--device",
+    "cpu",  # fast: 600 training steps
+    "--set",
+    "render.seconds=2",
+    "--set",
+    "render.fps=12",
+    "--set",
+    "render.resolution=256x144",
+]
 
 
 def _cli(*args: str):
@@ -31,9 +39,11 @@ def _cli(*args: str):
 
 
 def _finished(ws: Path) -> dict[str, str]:
-    return {s: json.loads((ws / ".vid3d" / f"{s}.json").read_text())["finished"]
-            + str((ws / ".vid3d" / f"{s}.json").stat().st_mtime_ns)
-            for s in ("frames", "poses", "splat", "render")}
+    return {
+        s: json.loads((ws / ".vid3d" / f"{s}.json").read_text())["finished"]
+        + str((ws / ".vid3d" / f"{s}.json").stat().st_mtime_ns)
+        for s in ("frames", "poses", "splat", "render")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +78,20 @@ def test_reconstruct_writes_every_output(workspace: Path):
     ply = PlyData.read(str(ws / "splats" / "point_cloud.ply"))["vertex"]
     names = [p.name for p in ply.properties]
     assert names[:3] == ["x", "y", "z"]
-    for field in ["f_dc_0", "f_dc_1", "f_dc_2", "f_rest_0", "opacity", "scale_0", "scale_1",
-                  "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]:
+    for field in [
+        "f_dc_0",
+        "f_dc_1",
+        "f_dc_2",
+        "f_rest_0",
+        "opacity",
+        "scale_0",
+        "scale_1",
+        "scale_2",
+        "rot_0",
+        "rot_1",
+        "rot_2",
+        "rot_3",
+    ]:
         assert field in names
     assert len(ply) > 1000
     xyz = np.stack([ply["x"], ply["y"], ply["z"]], 1)
@@ -112,25 +134,37 @@ def test_moved_video_is_the_same_video(workspace: Path, tmp_path: Path):
 
 def test_changed_training_option_reruns_only_training_and_render(workspace: Path):
     before = _finished(workspace)
-    result = _cli("reconstruct", str(data_path(CLIP)), "--out", str(workspace), *OPTIONS,
-                  "--set", "splat.ssim_lambda=0.3", "--set", "splat.schedule_scale=0.05")
+    result = _cli(
+        "reconstruct",
+        str(data_path(CLIP)),
+        "--out",
+        str(workspace),
+        *OPTIONS,
+        "--set",
+        "splat.ssim_lambda=0.3",
+        "--set",
+        "splat.schedule_scale=0.05",
+    )
     assert result.exit_code == 0, result.output
     after = _finished(workspace)
     assert after["frames"] == before["frames"] and after["poses"] == before["poses"]
     assert after["splat"] != before["splat"] and after["render"] != before["render"]
 
 
-@pytest.mark.parametrize("make_input, words", [
-    (lambda d: d / "missing.mp4", "does not exist"),
-    (lambda d: (d / "notes.mp4").write_text("not a video") and d / "notes.mp4", "video"),
-    (lambda d: data_path("edge/static_camera_tree.avi"), "motion"),
-])
+@pytest.mark.parametrize(
+    "make_input, words",
+    [
+        (lambda d: d / "missing.mp4", "does not exist"),
+        (lambda d: (d / "notes.mp4").write_text("not a video") and d / "notes.mp4", "video"),
+        (lambda d: data_path("edge/static_camera_tree.avi"), "motion"),
+    ],
+)
 def test_bad_input_fails_cleanly(tmp_path: Path, make_input, words):
     video = make_input(tmp_path)
     ws = tmp_path / "ws"
     result = _cli("reconstruct", str(video), "--out", str(ws), *OPTIONS)
     assert result.exit_code != 0
-    lines = [l for l in result.output.splitlines() if l.startswith("error:")]
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and words in result.output.lower(), result.output
     # nothing half-written: no frames, no manifests, no temporary files
     leftovers = [p for p in ws.rglob("*") if p.name != "vid3d.toml"] if ws.exists() else []

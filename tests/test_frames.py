@@ -11,7 +11,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from .conftest import data_path
+from tests.conftest import data_path
 from vid3d.config import Config
 from vid3d.errors import InputError, NotEnoughMotionError, VideoError
 from vid3d.progress import CollectingReporter, NullReporter
@@ -42,9 +42,17 @@ def read_frames(path: Path) -> list[np.ndarray]:
 def write_clip(path: Path, images: list[np.ndarray], fps: float) -> Path:
     """Write BGR frames as near-lossless H.264 with the bundled ffmpeg."""
     h, w = images[0].shape[:2]
-    gen = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, codec="libx264", quality=None,
-                                      output_params=["-crf", "8"], macro_block_size=1,
-                                      pix_fmt_out="yuv420p", ffmpeg_log_level="error")
+    gen = imageio_ffmpeg.write_frames(
+        str(path),
+        (w, h),
+        fps=fps,
+        codec="libx264",
+        quality=None,
+        output_params=["-crf", "8"],
+        macro_block_size=1,
+        pix_fmt_out="yuv420p",
+        ffmpeg_log_level="error",
+    )
     gen.send(None)
     for img in images:
         gen.send(np.ascontiguousarray(img[:, :, ::-1]).tobytes())
@@ -166,8 +174,9 @@ def test_re10k_keeps_its_frames_and_moving_clips_pass(tmp_path, drone_run):
     assert len(list(ws.images.glob("*.jpg"))) == m["kept"]
     m2 = frames.run(data_path(COGVIDEO), Workspace(tmp_path / "cog"), small_config(max_size=240))
     assert m2["kept"] >= 40 and m2["motion"]["travel"] > 5 * Config().frames.min_motion
-    m3 = frames.run(data_path(COGVIDEO), Workspace(tmp_path / "fps"),
-                    small_config(max_size=160, target_fps=2.0))
+    m3 = frames.run(
+        data_path(COGVIDEO), Workspace(tmp_path / "fps"), small_config(max_size=160, target_fps=2.0)
+    )
     assert m3["selected"] == 12  # 6.1 s at 2 frames per second
     assert drone_run[1]["motion"]["travel"] > 5 * Config().frames.min_motion
 
@@ -241,8 +250,22 @@ def test_bar_detector_ignores_dark_but_moving_rows():
 def test_rotation_metadata_is_applied(tmp_path):
     src = data_path(RE10K)
     rotated = tmp_path / "rot90.mp4"
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-display_rotation", "90",
-                    "-i", str(src), "-c", "copy", str(rotated)], check=True)
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-y",
+            "-loglevel",
+            "error",
+            "-display_rotation",
+            "90",
+            "-i",
+            str(src),
+            "-c",
+            "copy",
+            str(rotated),
+        ],
+        check=True,
+    )
     info = probe_video(rotated)
     assert info.rotation == 90 and (info.width, info.height) == (256, 384)
     ws = Workspace(tmp_path / "ws")
@@ -293,8 +316,22 @@ def test_text_file_renamed_mp4_is_a_video_error(tmp_path):
 def test_truncated_video(tmp_path):
     src = data_path(COGVIDEO)
     fast = tmp_path / "faststart.mp4"  # index first, so that a cut file still opens
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(src),
-                    "-c", "copy", "-movflags", "+faststart", str(fast)], check=True)
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-y",
+            "-loglevel",
+            "error",
+            "-i",
+            str(src),
+            "-c",
+            "copy",
+            "-movflags",
+            "+faststart",
+            str(fast),
+        ],
+        check=True,
+    )
     data = fast.read_bytes()
     cfg = small_config(max_size=160)
     # most of it decodes: a warning, and the frames that decoded

@@ -7,9 +7,8 @@ import pytest
 import torch
 from pytorch_msssim import ssim as reference_ssim
 
+from tests.conftest import data_path
 from vid3d.splats.losses import psnr, robust_mask, ssim_map
-
-from .conftest import data_path
 
 
 def _pair() -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,15 +29,22 @@ def test_ssim_matches_pytorch_msssim_inside_the_border():
     ours = ssim_map(a, b)  # [1, H, W], zero padding at the borders (as the 3DGS code)
     # pytorch-msssim filters without padding: its mean is over the pixels 5 or more away
     # from the border, where zero padding plays no part
-    ref = reference_ssim(a.permute(0, 3, 1, 2), b.permute(0, 3, 1, 2), data_range=1.0,
-                         win_size=11, win_sigma=1.5, K=(0.01, 0.03))
+    ref = reference_ssim(
+        a.permute(0, 3, 1, 2),
+        b.permute(0, 3, 1, 2),
+        data_range=1.0,
+        win_size=11,
+        win_sigma=1.5,
+        K=(0.01, 0.03),
+    )
     inner = ours[:, 5:-5, 5:-5].mean()
     assert 0.3 < float(ref) < 0.95  # a real, imperfect match
     # (pytorch-msssim builds its window in float32: the two agree to its precision)
     assert float(inner) == pytest.approx(float(ref), abs=1e-5)
     # and a worse copy scores lower in both
-    worse = (b + 0.1 * torch.randn(b.shape, generator=torch.Generator().manual_seed(1),
-                                   dtype=torch.float64)).clamp(0, 1)
+    worse = (
+        b + 0.1 * torch.randn(b.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ).clamp(0, 1)
     assert float(ssim_map(a, worse)[:, 5:-5, 5:-5].mean()) < float(inner) - 0.05
     # identical images score 1 everywhere, including the borders
     assert torch.allclose(ssim_map(a, a), torch.ones_like(ours), atol=1e-9)

@@ -18,7 +18,7 @@ import pytest
 
 from vid3d import pipeline
 from vid3d.config import apply_overrides, load_config, load_config_file
-from vid3d.errors import WorkspaceBusyError, WorkspaceError
+from vid3d.errors import InputError, WorkspaceBusyError, WorkspaceError
 from vid3d.transaction import journal_stage, locked, recover, stage_transaction
 from vid3d.workspace import Workspace, atomic_dir, write_text
 
@@ -34,15 +34,18 @@ def _fake_stages(fail: str | None = None):
         CALLS.append("frames")
         with atomic_dir(ws.images) as d:
             for i in range(3):
-                (d / f"{i:03d}.jpg").write_bytes(Path(video).read_bytes() + bytes([i, cfg.frames.jpeg_quality]))
+                (d / f"{i:03d}.jpg").write_bytes(
+                    Path(video).read_bytes() + bytes([i, cfg.frames.jpeg_quality])
+                )
         write_text(ws.frames_json, json.dumps({"q": cfg.frames.jpeg_quality}))
         return {"kept": 3}
 
     def poses(ws, cfg, reporter):
         CALLS.append("poses")
         with atomic_dir(ws.sparse0) as d:
-            (d / "cameras.bin").write_bytes(b"".join(p.read_bytes() for p in sorted(ws.images.iterdir()))
-                                            + bytes([cfg.poses.seed]))
+            (d / "cameras.bin").write_bytes(
+                b"".join(p.read_bytes() for p in sorted(ws.images.iterdir())) + bytes([cfg.poses.seed])
+            )
         write_text(ws.poses_json, json.dumps({"seed": cfg.poses.seed}))
         if fail == "poses":
             raise Boom("poses failed half way")
@@ -76,8 +79,11 @@ def fake(monkeypatch, tmp_path):
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and ".vid3d/lock" not in p.as_posix()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".vid3d/lock" not in p.as_posix()
+    }
 
 
 def run(video, ws, *sets, force=False):
@@ -176,7 +182,7 @@ def test_a_failed_first_run_leaves_no_folder(fake, tmp_path):
     # frames finished, so the folder stays with it
     assert (ws.meta / "frames.json").is_file() and not ws.sparse0.exists()
     ws2 = Workspace(tmp_path / "new2")
-    with pytest.raises(Exception):
+    with pytest.raises(InputError, match="does not exist"):
         run(tmp_path / "missing.mp4", ws2)
     assert not ws2.root.exists()
 
@@ -218,11 +224,13 @@ def test_lock_is_reentrant_in_a_process_and_exclusive_across_processes(tmp_path)
     with locked(ws, "vid3d test"):
         with locked(ws, "vid3d test"):  # a batch worker holds it around reconstruct
             pass
-        code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent.parent)!r})\n"
-                "from vid3d.transaction import locked\nfrom vid3d.workspace import Workspace\n"
-                "from vid3d.errors import WorkspaceBusyError\n"
-                f"try:\n    locked(Workspace({str(ws.root)!r})).__enter__()\n"
-                "except WorkspaceBusyError as e:\n    print(e.message)\n")
+        code = (
+            f"import sys; sys.path.insert(0, {str(Path(__file__).parent.parent)!r})\n"
+            "from vid3d.transaction import locked\nfrom vid3d.workspace import Workspace\n"
+            "from vid3d.errors import WorkspaceBusyError\n"
+            f"try:\n    locked(Workspace({str(ws.root)!r})).__enter__()\n"
+            "except WorkspaceBusyError as e:\n    print(e.message)\n"
+        )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert "in use by `vid3d test`" in out.stdout, out.stdout + out.stderr
     # released: another process takes it
@@ -251,10 +259,12 @@ def test_busy_workspace_is_refused(fake, tmp_path):
     _, video = fake
     ws = Workspace(tmp_path / "ws")
     run(video, ws)
-    code = (f"import sys, time; sys.path.insert(0, {str(Path(__file__).parent.parent)!r})\n"
-            "from vid3d.transaction import locked\nfrom vid3d.workspace import Workspace\n"
-            f"with locked(Workspace({str(ws.root)!r}), 'vid3d train'):\n"
-            "    print('held', flush=True); time.sleep(30)\n")
+    code = (
+        f"import sys, time; sys.path.insert(0, {str(Path(__file__).parent.parent)!r})\n"
+        "from vid3d.transaction import locked\nfrom vid3d.workspace import Workspace\n"
+        f"with locked(Workspace({str(ws.root)!r}), 'vid3d train'):\n"
+        "    print('held', flush=True); time.sleep(30)\n"
+    )
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

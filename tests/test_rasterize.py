@@ -35,8 +35,9 @@ PARAMS = ("means", "quats", "scales", "opacities", "colors")
 GARDEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsplat" / "test_garden.npz"
 
 
-def make_scene(n, width, height, n_cams=1, sh_degree=None, dim=3, dtype=torch.float32, seed=0,
-               opacity_scale=1.0):
+def make_scene(
+    n, width, height, n_cams=1, sh_degree=None, dim=3, dtype=torch.float32, seed=0, opacity_scale=1.0
+):
     """Random Gaussians in front of ``n_cams`` cameras, footprints of 1 to 10 px."""
     g = torch.Generator().manual_seed(seed)
     f = float(max(width, height))
@@ -61,9 +62,13 @@ def make_scene(n, width, height, n_cams=1, sh_degree=None, dim=3, dtype=torch.fl
         viewmats[c, 0, 3] = 0.1 * c
     K = torch.tensor([[f, 0, width / 2], [0, f * 1.05, height / 2 + 1.5], [0, 0, 1]])
     scene = dict(
-        means=means, quats=torch.randn(n, 4, generator=g), scales=scales,
-        opacities=torch.rand(n, generator=g) * opacity_scale, colors=colors,
-        viewmats=viewmats, Ks=K.repeat(n_cams, 1, 1),
+        means=means,
+        quats=torch.randn(n, 4, generator=g),
+        scales=scales,
+        opacities=torch.rand(n, generator=g) * opacity_scale,
+        colors=colors,
+        viewmats=viewmats,
+        Ks=K.repeat(n_cams, 1, 1),
     )
     return {k: v.to(dtype) for k, v in scene.items()}
 
@@ -76,8 +81,14 @@ def render_and_grads(scene, width, height, backend, **kwargs):
     if bg is not None:
         bg = bg.detach().clone().requires_grad_()
     colors, alphas, info = rasterize(
-        *(leaves[k] for k in PARAMS), leaves["viewmats"], leaves["Ks"], width, height,
-        backgrounds=bg, backend=backend, **kwargs,
+        *(leaves[k] for k in PARAMS),
+        leaves["viewmats"],
+        leaves["Ks"],
+        width,
+        height,
+        backgrounds=bg,
+        backend=backend,
+        **kwargs,
     )
     g = torch.Generator().manual_seed(123)
     loss = (colors * torch.rand(colors.shape, generator=g, dtype=colors.dtype)).sum()
@@ -105,8 +116,9 @@ def test_projection_matches_gsplat_reference(seed):
     scene = make_scene(3000, 160, 120, n_cams=2, seed=seed)
     scene["means"][:50, 2] *= -1  # some behind the camera
     scene["scales"][50:80] *= 30  # some huge ones
-    ours = project_gaussians(scene["means"], scene["quats"], scene["scales"], scene["viewmats"],
-                             scene["Ks"], 160, 120)
+    ours = project_gaussians(
+        scene["means"], scene["quats"], scene["scales"], scene["viewmats"], scene["Ks"], 160, 120
+    )
     covars = quat_scale_to_covar(scene["quats"], scene["scales"])
     radii, means2d, depths, conics, _ = _fully_fused_projection(
         scene["means"], covars, scene["viewmats"], scene["Ks"], 160, 120
@@ -125,10 +137,17 @@ def test_projection_opacity_bound_and_no_nan_gradients():
     scene["means"][:20, 2] = 0.0  # on the camera plane
     scene["opacities"][20:30] = 0.001  # invisible
     means = scene["means"].requires_grad_()
-    proj = project_gaussians(means, scene["quats"], scene["scales"], scene["viewmats"], scene["Ks"],
-                             64, 48, opacities=scene["opacities"])
-    loose = project_gaussians(means, scene["quats"], scene["scales"], scene["viewmats"],
-                              scene["Ks"], 64, 48)
+    proj = project_gaussians(
+        means,
+        scene["quats"],
+        scene["scales"],
+        scene["viewmats"],
+        scene["Ks"],
+        64,
+        48,
+        opacities=scene["opacities"],
+    )
+    loose = project_gaussians(means, scene["quats"], scene["scales"], scene["viewmats"], scene["Ks"], 64, 48)
     assert (proj.radii[0, :20] == 0).all() and (proj.radii[0, 20:30] == 0).all()
     assert (proj.radii <= loose.radii).all() and (proj.radii < loose.radii).any()
     (proj.means2d.sum() + proj.conics.sum()).backward()
@@ -148,8 +167,16 @@ def test_sh_matches_gsplat_reference(degree):
 @pytest.mark.parametrize("tile_size", [16, 8])
 def test_native_tile_lists_equal_torch(tile_size):
     scene = make_scene(2000, 100, 70, n_cams=3, seed=4)
-    proj = project_gaussians(scene["means"], scene["quats"], scene["scales"], scene["viewmats"],
-                             scene["Ks"], 100, 70, opacities=scene["opacities"])
+    proj = project_gaussians(
+        scene["means"],
+        scene["quats"],
+        scene["scales"],
+        scene["viewmats"],
+        scene["Ks"],
+        100,
+        70,
+        opacities=scene["opacities"],
+    )
     tw, th = math.ceil(100 / tile_size), math.ceil(70 / tile_size)
     expected = isect_tiles(proj.means2d, proj.radii, proj.depths, tile_size, tw, th)
     actual = _cpu_kernel.isect_tiles(proj.means2d, proj.radii, proj.depths, tile_size, tw, th)
@@ -163,8 +190,16 @@ def test_native_tile_lists_equal_torch(tile_size):
 
 def brute_force_composite(scene, width, height, bg):
     """Per pixel: every visible Gaussian by depth, gsplat's compositing rules, float64."""
-    proj = project_gaussians(scene["means"], scene["quats"], scene["scales"], scene["viewmats"],
-                             scene["Ks"], width, height, opacities=scene["opacities"])
+    proj = project_gaussians(
+        scene["means"],
+        scene["quats"],
+        scene["scales"],
+        scene["viewmats"],
+        scene["Ks"],
+        width,
+        height,
+        opacities=scene["opacities"],
+    )
     vis = torch.nonzero((proj.radii[0] > 0).all(-1))[:, 0]
     vis = vis[torch.argsort(proj.depths[0, vis].float(), stable=True)]
     image = torch.zeros(height, width, 3, dtype=torch.float64)
@@ -195,8 +230,16 @@ def test_torch_reference_matches_brute_force(opacity_scale):
     scene["opacities"] = scene["opacities"].mul(opacity_scale).clamp(max=1.0)
     bg = torch.tensor([0.2, 0.3, 0.4], dtype=torch.float64)
     expected, expected_alpha = brute_force_composite(scene, 21, 13, bg)
-    colors, alphas, _ = rasterize(*(scene[k] for k in PARAMS), scene["viewmats"], scene["Ks"],
-                                  21, 13, backgrounds=bg[None], tile_size=8, backend="torch")
+    colors, alphas, _ = rasterize(
+        *(scene[k] for k in PARAMS),
+        scene["viewmats"],
+        scene["Ks"],
+        21,
+        13,
+        backgrounds=bg[None],
+        tile_size=8,
+        backend="torch",
+    )
     torch.testing.assert_close(colors[0], expected, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(alphas[0], expected_alpha, rtol=1e-10, atol=1e-10)
     assert expected_alpha.max() > 0.9
@@ -219,11 +262,19 @@ def test_cpu_kernel_matches_torch_reference(case, dtype):
     spec = CASES[case]
     n_cams = spec.get("n_cams", 1)
     kwargs = dict(spec["kwargs"])
-    scene = make_scene(400, 96, 72, n_cams=n_cams, sh_degree=kwargs.get("sh_degree"),
-                       dim=spec.get("dim", 3), dtype=dtype, seed=7, opacity_scale=1.0)
+    scene = make_scene(
+        400,
+        96,
+        72,
+        n_cams=n_cams,
+        sh_degree=kwargs.get("sh_degree"),
+        dim=spec.get("dim", 3),
+        dtype=dtype,
+        seed=7,
+        opacity_scale=1.0,
+    )
     if kwargs.get("backgrounds"):
-        kwargs["backgrounds"] = torch.rand(n_cams, 3, generator=torch.Generator().manual_seed(1),
-                                           dtype=dtype)
+        kwargs["backgrounds"] = torch.rand(n_cams, 3, generator=torch.Generator().manual_seed(1), dtype=dtype)
     ref = render_and_grads(scene, 96, 72, "torch", **dict(kwargs))
     out = render_and_grads(scene, 96, 72, "cpu", **dict(kwargs))
     rtol = 1e-9 if dtype == torch.float64 else 2e-4
@@ -246,15 +297,19 @@ def garden_scene(n, scale, dtype):
     idx = torch.randperm(len(data["means3d"]), generator=g)[:n]
     Ks = torch.from_numpy(data["Ks"]).clone()
     Ks[:, :2] *= scale
-    return dict(
-        means=torch.from_numpy(data["means3d"])[idx].to(dtype),
-        quats=torch.tensor([1.0, 0, 0, 0], dtype=dtype).repeat(n, 1),
-        scales=0.02 * torch.exp(torch.randn(n, 1, generator=g, dtype=dtype) * 0.3).expand(n, 3),
-        opacities=(0.2 + 0.8 * torch.rand(n, generator=g)).to(dtype),
-        colors=(torch.from_numpy(data["colors"])[idx].to(dtype) / 255.0),
-        viewmats=torch.from_numpy(data["viewmats"]).to(dtype),
-        Ks=Ks.to(dtype),
-    ), int(int(data["width"]) * scale), int(int(data["height"]) * scale)
+    return (
+        dict(
+            means=torch.from_numpy(data["means3d"])[idx].to(dtype),
+            quats=torch.tensor([1.0, 0, 0, 0], dtype=dtype).repeat(n, 1),
+            scales=0.02 * torch.exp(torch.randn(n, 1, generator=g, dtype=dtype) * 0.3).expand(n, 3),
+            opacities=(0.2 + 0.8 * torch.rand(n, generator=g)).to(dtype),
+            colors=(torch.from_numpy(data["colors"])[idx].to(dtype) / 255.0),
+            viewmats=torch.from_numpy(data["viewmats"]).to(dtype),
+            Ks=Ks.to(dtype),
+        ),
+        int(int(data["width"]) * scale),
+        int(int(data["height"]) * scale),
+    )
 
 
 def test_cpu_kernel_matches_torch_reference_on_garden():
@@ -276,8 +331,16 @@ def test_cpu_kernel_gradcheck():
     """Finite differences of the native kernel alone and of the whole CPU rasterize()."""
     scene = make_scene(8, 20, 16, n_cams=2, sh_degree=1, dtype=torch.float64, seed=5)
     scene["scales"] *= 2.0
-    proj = project_gaussians(scene["means"], scene["quats"], scene["scales"], scene["viewmats"],
-                             scene["Ks"], 20, 16, opacities=scene["opacities"])
+    proj = project_gaussians(
+        scene["means"],
+        scene["quats"],
+        scene["scales"],
+        scene["viewmats"],
+        scene["Ks"],
+        20,
+        16,
+        opacities=scene["opacities"],
+    )
     # The kernel alone, first camera: every Jacobian entry (one backward per output).
     means2d, conics, depths = proj.means2d[:1].detach(), proj.conics[:1].detach(), proj.depths[:1]
     isect = isect_tiles(means2d, proj.radii[:1], depths, 8, 3, 2)
@@ -292,17 +355,30 @@ def test_cpu_kernel_gradcheck():
     )
 
     def kernel(means2d, conics, colors, opacities, backgrounds):
-        return _cpu_kernel.rasterize_to_pixels(means2d, conics, colors, opacities, 20, 16, 8,
-                                               isect.tile_offsets, isect.flatten_ids, backgrounds)
+        return _cpu_kernel.rasterize_to_pixels(
+            means2d, conics, colors, opacities, 20, 16, 8, isect.tile_offsets, isect.flatten_ids, backgrounds
+        )
 
     assert torch.autograd.gradcheck(kernel, inputs, eps=1e-6, atol=1e-5, rtol=1e-4)
 
     leaves = [scene[k].clone().requires_grad_() for k in PARAMS]
 
     def full(means, quats, scales, opacities, colors):
-        out, alphas, _ = rasterize(means, quats, scales, opacities, colors, scene["viewmats"],
-                                   scene["Ks"], 20, 16, sh_degree=1, render_mode="RGB+ED",
-                                   tile_size=8, backend="cpu")
+        out, alphas, _ = rasterize(
+            means,
+            quats,
+            scales,
+            opacities,
+            colors,
+            scene["viewmats"],
+            scene["Ks"],
+            20,
+            16,
+            sh_degree=1,
+            render_mode="RGB+ED",
+            tile_size=8,
+            backend="cpu",
+        )
         return out, alphas
 
     # fast mode: compares v^T J u for random u, v instead of every Jacobian entry
@@ -340,22 +416,34 @@ def test_render_modes_agree():
 def test_default_strategy_runs_on_cpu():
     """A few densifying training steps of gsplat's DefaultStrategy with rasterize()."""
     scene = make_scene(300, 48, 40, n_cams=2, sh_degree=1)
-    params = torch.nn.ParameterDict({
-        "means": scene["means"], "scales": torch.log(scene["scales"]), "quats": scene["quats"],
-        "opacities": torch.logit(scene["opacities"].clamp(0.05, 0.95)),
-        "sh0": scene["colors"][:, :1], "shN": scene["colors"][:, 1:],
-    })
+    params = torch.nn.ParameterDict(
+        {
+            "means": scene["means"],
+            "scales": torch.log(scene["scales"]),
+            "quats": scene["quats"],
+            "opacities": torch.logit(scene["opacities"].clamp(0.05, 0.95)),
+            "sh0": scene["colors"][:, :1],
+            "shN": scene["colors"][:, 1:],
+        }
+    )
     optimizers = {k: torch.optim.Adam([p], lr=1e-3) for k, p in params.items()}
-    strategy = DefaultStrategy(refine_start_iter=2, refine_every=2, grow_grad2d=1e-9,
-                               prune_opa=0.0)
+    strategy = DefaultStrategy(refine_start_iter=2, refine_every=2, grow_grad2d=1e-9, prune_opa=0.0)
     strategy.check_sanity(params, optimizers)
     state = strategy.initialize_state(scene_scale=1.0)
     target = torch.rand(2, 40, 48, 3)
     for step in range(5):
         colors, _, info = rasterize(
-            params["means"], params["quats"], torch.exp(params["scales"]),
-            torch.sigmoid(params["opacities"]), torch.cat([params["sh0"], params["shN"]], 1),
-            scene["viewmats"], scene["Ks"], 48, 40, sh_degree=1, backend="cpu",
+            params["means"],
+            params["quats"],
+            torch.exp(params["scales"]),
+            torch.sigmoid(params["opacities"]),
+            torch.cat([params["sh0"], params["shN"]], 1),
+            scene["viewmats"],
+            scene["Ks"],
+            48,
+            40,
+            sh_degree=1,
+            backend="cpu",
         )
         strategy.step_pre_backward(params, optimizers, state, step, info)
         (colors - target).abs().mean().backward()

@@ -22,17 +22,27 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tests.conftest import REPO, data_path
 from vid3d.cli import app
-
-from .conftest import REPO, data_path
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
 CLIP = "re10k/videos/0bf152ef84195293.mp4"  # 16 frames, 384x256
 # A whole pipeline in well under a minute: 0.05 x the default schedule (100 steps).
-OPTIONS = ["--preset", "fast", "--device", "cpu", "--set", "splat.schedule_scale=0.05",
-           "--set", "render.seconds=1", "--set", "render.fps=8",
-           "--set", "render.resolution=256x144"]
+OPTIONS = [
+    "--preset",
+    "fast",
+    "--device",
+    "cpu",
+    "--set",
+    "splat.schedule_scale=0.05",
+    "--set",
+    "render.seconds=1",
+    "--set",
+    "render.fps=8",
+    "--set",
+    "render.resolution=256x144",
+]
 STATE = (".vid3d/lock", ".vid3d/resume", ".vid3d/logs")  # process state, not results
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
@@ -57,9 +67,16 @@ def cli(*args: str):
 def vid3d(*args, env=None, preexec_fn=None, wrap: list[str] | None = None, **kw):
     """Run ``python -m vid3d ARGS`` in a new process; returns the CompletedProcess."""
     cmd = [sys.executable, "-m", "vid3d", *map(str, args)]
-    return subprocess.run((wrap or []) + cmd, capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, **(env or {})}, preexec_fn=preexec_fn,
-                          timeout=600, **kw)
+    return subprocess.run(
+        (wrap or []) + cmd,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        preexec_fn=preexec_fn,
+        timeout=600,
+        **kw,
+    )
 
 
 def assert_one_error(output: str, *words: str) -> str:
@@ -111,20 +128,42 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     """Awkward inputs, made from the real clip with the bundled ffmpeg."""
     d = tmp_path_factory.mktemp("clips")
     src = data_path(CLIP)
-    c = {name: d / f"{name}.mp4" for name in (
-        "one", "three", "black", "noise", "audio", "8k", "rotated", "vfr", "truncated", "empty")}
+    c = {
+        name: d / f"{name}.mp4"
+        for name in ("one", "three", "black", "noise", "audio", "8k", "rotated", "vfr", "truncated", "empty")
+    }
     ffmpeg("-i", str(src), "-frames:v", "1", str(c["one"]))
     ffmpeg("-i", str(src), "-frames:v", "3", str(c["three"]))
-    ffmpeg("-f", "lavfi", "-i", "color=black:s=320x240:d=2:r=8", "-pix_fmt", "yuv420p",
-           str(c["black"]))
-    ffmpeg("-f", "lavfi", "-i", "color=gray:s=320x240:d=2:r=8", "-vf", "noise=alls=100:allf=t+u",
-           "-pix_fmt", "yuv420p", str(c["noise"]))
+    ffmpeg("-f", "lavfi", "-i", "color=black:s=320x240:d=2:r=8", "-pix_fmt", "yuv420p", str(c["black"]))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "color=gray:s=320x240:d=2:r=8",
+        "-vf",
+        "noise=alls=100:allf=t+u",
+        "-pix_fmt",
+        "yuv420p",
+        str(c["noise"]),
+    )
     ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-c:a", "aac", str(c["audio"]))
-    ffmpeg("-i", str(src), "-vf", "scale=7680:4320", "-frames:v", "8", "-c:v", "libx264",
-           "-preset", "ultrafast", str(c["8k"]))
+    ffmpeg(
+        "-i",
+        str(src),
+        "-vf",
+        "scale=7680:4320",
+        "-frames:v",
+        "8",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        str(c["8k"]),
+    )
     ffmpeg("-display_rotation", "90", "-i", str(src), "-c", "copy", str(c["rotated"]))
-    ffmpeg("-i", str(src), "-vf", "setpts='if(lt(N,8),N/(8*TB),(N+4)/(8*TB))'",
-           "-fps_mode", "vfr", str(c["vfr"]))
+    ffmpeg(
+        "-i", str(src), "-vf", "setpts='if(lt(N,8),N/(8*TB),(N+4)/(8*TB))'", "-fps_mode", "vfr", str(c["vfr"])
+    )
     data = src.read_bytes()
     c["truncated"].write_bytes(data[: len(data) // 3])
     c["empty"].write_bytes(b"")
@@ -133,14 +172,17 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     return c
 
 
-@pytest.mark.parametrize("name, words", [
-    ("empty", ["empty.mp4"]),
-    ("text", ["text.mp4"]),
-    ("truncated", ["truncated.mp4"]),
-    ("audio", ["audio.mp4"]),
-    ("one", []),
-    ("black", ["nothing to track"]),
-])
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("empty", ["empty.mp4"]),
+        ("text", ["text.mp4"]),
+        ("truncated", ["truncated.mp4"]),
+        ("audio", ["audio.mp4"]),
+        ("one", []),
+        ("black", ["nothing to track"]),
+    ],
+)
 def test_unusable_video_is_one_line_and_leaves_nothing(clips, tmp_path, name, words):
     out = tmp_path / "ws"
     result = cli("frames", clips[name], "--out", out, "--set", 'device="cpu"')
@@ -214,14 +256,17 @@ def test_unicode_spaces_and_brackets_in_paths(clips, tmp_path):
 # --------------------------------------------------------------------------- options
 
 
-@pytest.mark.parametrize("option, words", [
-    ("render.resolution=4k", ["render.resolution", "4k"]),
-    ("render.path=banana", ["render.path", "banana"]),
-    ("device=banana", ["device", "banana"]),
-    ("splat.strategy=banana", ["splat.strategy", "banana"]),
-    ("splat.steps=-5", ["splat.steps", "-5"]),
-    ("splat.lr_means=nan", ["splat.lr_means", "nan"]),
-])
+@pytest.mark.parametrize(
+    "option, words",
+    [
+        ("render.resolution=4k", ["render.resolution", "4k"]),
+        ("render.path=banana", ["render.path", "banana"]),
+        ("device=banana", ["device", "banana"]),
+        ("splat.strategy=banana", ["splat.strategy", "banana"]),
+        ("splat.steps=-5", ["splat.steps", "-5"]),
+        ("splat.lr_means=nan", ["splat.lr_means", "nan"]),
+    ],
+)
 def test_bad_options_fail_before_any_stage_and_change_nothing(good, option, words):
     ws, before = good
     key, value = option.split("=", 1)
@@ -235,8 +280,9 @@ def test_bad_options_fail_before_any_stage_and_change_nothing(good, option, word
 
 
 def test_bad_option_on_a_new_folder_creates_nothing(tmp_path):
-    result = cli("reconstruct", data_path(CLIP), "--out", tmp_path / "new", *OPTIONS,
-                 "--set", "render.resolution=4k")
+    result = cli(
+        "reconstruct", data_path(CLIP), "--out", tmp_path / "new", *OPTIONS, "--set", "render.resolution=4k"
+    )
     assert result.exit_code == 2
     assert not (tmp_path / "new").exists()
 
@@ -373,8 +419,7 @@ def test_poses_on_a_workspace_without_frames_names_the_video_argument(tmp_path):
 
 def _start(args: list, **kw) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "vid3d", *map(str, args)]
-    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, **kw)
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
 def _wait_for_stage(ws: Path, stage: str, proc: subprocess.Popen, timeout: float = 300) -> None:
@@ -394,8 +439,12 @@ def _wait_for_stage(ws: Path, stage: str, proc: subprocess.Popen, timeout: float
 
 
 #: An option of each stage's own section: changing it re-runs that stage (and those after).
-RERUN = {"frames": "frames.jpeg_quality=94", "poses": "poses.seed=1", "splat": "splat.seed=1",
-         "render": "render.crf=20"}
+RERUN = {
+    "frames": "frames.jpeg_quality=94",
+    "poses": "poses.seed=1",
+    "splat": "splat.seed=1",
+    "render": "render.crf=20",
+}
 
 
 @pytest.mark.parametrize("stage", ["frames", "poses", "splat", "render"])
@@ -440,15 +489,20 @@ def _limit_file_size(nbytes: int):
         import resource
 
         resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+
     return apply
 
 
-@pytest.mark.parametrize("args", [
-    ["train", "{ws}", "--set", "splat.seed=1"],
-    ["poses", "{ws}", "--force"],
-    ["render", "{ws}", "--force", "--resolution", "640x360"],
-    ["export", "{ws}", "--format", "splat", "--out", "{ws}/splats/again.splat"],
-], ids=["train", "poses", "render", "export"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "{ws}", "--set", "splat.seed=1"],
+        ["poses", "{ws}", "--force"],
+        ["render", "{ws}", "--force", "--resolution", "640x360"],
+        ["export", "{ws}", "--format", "splat", "--out", "{ws}/splats/again.splat"],
+    ],
+    ids=["train", "poses", "render", "export"],
+)
 def test_file_size_limit_is_one_line_and_changes_nothing(good, args):
     ws, before = good
     limit = 64 << 10  # smaller than a checkpoint, a COLMAP database, a video or an export
@@ -466,23 +520,27 @@ def _can_unshare() -> bool:
         return False
 
 
-needs_unshare = pytest.mark.skipif(not _can_unshare(),
-                                   reason="needs `unshare -m` to mount a tmpfs or a read-only bind")
+needs_unshare = pytest.mark.skipif(
+    not _can_unshare(), reason="needs `unshare -m` to mount a tmpfs or a read-only bind"
+)
 
 
 @needs_unshare
 def test_disk_full_during_training(good, tmp_path):
     ws, before = good
     size_kb = sum(p.stat().st_size for p in ws.rglob("*") if p.is_file()) // 1024 + 300
-    script = (f"mount -t tmpfs -o size={size_kb}k tmpfs {tmp_path / 'disk'} && "
-              f"cp -a {ws} {tmp_path / 'disk'}/ws && "
-              f"{sys.executable} -m vid3d train {tmp_path / 'disk'}/ws --set splat.seed=1; "
-              f"echo rc=$?; {sys.executable} -c 'import json,sys; sys.path.insert(0, \"{REPO}\"); "
-              f"from tests.test_reliability import snapshot; from pathlib import Path; "
-              f"print(\"SNAP\" + json.dumps(snapshot(Path(\"{tmp_path / 'disk'}/ws\"))))'")
+    script = (
+        f"mount -t tmpfs -o size={size_kb}k tmpfs {tmp_path / 'disk'} && "
+        f"cp -a {ws} {tmp_path / 'disk'}/ws && "
+        f"{sys.executable} -m vid3d train {tmp_path / 'disk'}/ws --set splat.seed=1; "
+        f'echo rc=$?; {sys.executable} -c \'import json,sys; sys.path.insert(0, "{REPO}"); '
+        f"from tests.test_reliability import snapshot; from pathlib import Path; "
+        f'print("SNAP" + json.dumps(snapshot(Path("{tmp_path / "disk"}/ws"))))\''
+    )
     (tmp_path / "disk").mkdir()
-    out = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True,
-                         cwd=REPO, timeout=600)
+    out = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, cwd=REPO, timeout=600
+    )
     text = out.stdout + out.stderr
     assert "rc=0" not in text and "rc=" in text, text
     line = assert_one_error(out.stderr)
@@ -494,7 +552,7 @@ def test_disk_full_during_training(good, tmp_path):
 @needs_unshare
 def test_read_only_workspace(good):
     ws, before = good
-    ro = ["unshare", "-m", "sh", "-c", f"mount --bind -o ro {ws} {ws} && exec \"$0\" \"$@\""]
+    ro = ["unshare", "-m", "sh", "-c", f'mount --bind -o ro {ws} {ws} && exec "$0" "$@"']
     result = vid3d("render", ws, wrap=ro)  # up to date: nothing to write, so it works
     assert result.returncode == 0, result.stderr
     assert "up to date" in result.stderr

@@ -16,8 +16,16 @@ from vid3d.config import Config
 from vid3d.errors import ConfigError, MissingStageError, RenderError
 from vid3d.splats.model import Checkpoint, init_splats, save_checkpoint
 from vid3d.stages import render
-from vid3d.video.encode import (VideoWriter, encoder_status, ffmpeg_exe, inspect_mp4, letterbox,
-                                output_size, write_png, write_preview)
+from vid3d.video.encode import (
+    VideoWriter,
+    encoder_status,
+    ffmpeg_exe,
+    inspect_mp4,
+    letterbox,
+    output_size,
+    write_png,
+    write_preview,
+)
 from vid3d.workspace import Workspace
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -44,23 +52,26 @@ def decode(path: Path) -> np.ndarray:
 
 def moving_bar(i: int, w: int = 64, h: int = 36) -> np.ndarray:
     f = np.zeros((h, w, 3), np.uint8)
-    f[:, (2 * i) % w:(2 * i) % w + 6] = (255, 200, 40)
+    f[:, (2 * i) % w : (2 * i) % w + 6] = (255, 200, 40)
     f[..., 2] = (8 * i) % 256
     return f
 
 
-@pytest.mark.parametrize("resolution,aspect,size", [
-    ("720p", "16:9", (1280, 720)),
-    ("1080p", "16:9", (1920, 1080)),
-    ("1440p", "16:9", (2560, 1440)),
-    ("2160p", "16:9", (3840, 2160)),
-    ("480p", "16:9", (854, 480)),
-    ("360p", "16:9", (640, 360)),
-    ("1080p", "9:16", (1080, 1920)),
-    ("720p", "1:1", (720, 720)),
-    ("360p", "input", (540, 360)),
-    ("641x361", "16:9", (642, 362)),
-])
+@pytest.mark.parametrize(
+    "resolution,aspect,size",
+    [
+        ("720p", "16:9", (1280, 720)),
+        ("1080p", "16:9", (1920, 1080)),
+        ("1440p", "16:9", (2560, 1440)),
+        ("2160p", "16:9", (3840, 2160)),
+        ("480p", "16:9", (854, 480)),
+        ("360p", "16:9", (640, 360)),
+        ("1080p", "9:16", (1080, 1920)),
+        ("720p", "1:1", (720, 720)),
+        ("360p", "input", (540, 360)),
+        ("641x361", "16:9", (642, 362)),
+    ],
+)
 def test_output_size(resolution: str, aspect: str, size: tuple[int, int]) -> None:
     assert output_size(resolution, aspect, input_size=(384, 256)) == size
 
@@ -84,8 +95,12 @@ def test_writer_makes_youtube_ready_h264(tmp_path: Path, fps: int) -> None:
     assert (info["width"], info["height"]) == (64, 36)
     assert info["frames"] == fps // 2 + 3
     assert info["fps"] == pytest.approx(fps)
-    assert (info["color_space"], info["color_primaries"], info["color_trc"],
-            info["color_range"]) == ("bt709", "bt709", "bt709", "tv")
+    assert (info["color_space"], info["color_primaries"], info["color_trc"], info["color_range"]) == (
+        "bt709",
+        "bt709",
+        "bt709",
+        "tv",
+    )
     assert info["faststart"] and info["atoms"].index("moov") < info["atoms"].index("mdat")
     assert [p.name for p in tmp_path.iterdir()] == ["v.mp4"]
 
@@ -99,8 +114,11 @@ def test_writer_converts_colour_as_bt709(tmp_path: Path) -> None:
     frames = decode(out)
     np.testing.assert_allclose(frames[:, 16, 16].astype(int), colours, atol=3)
     # The ffmpeg command line reads the tags the same way.
-    raw = subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(out), "-f", "rawvideo",
-                          "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        [ffmpeg_exe(), "-loglevel", "error", "-i", str(out), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
     frames2 = np.frombuffer(raw, np.uint8).reshape(-1, 32, 32, 3)
     np.testing.assert_allclose(frames2[:, 16, 16].astype(int), colours, atol=3)
 
@@ -169,27 +187,52 @@ def garden():
     points, colors = d["means3d"][keep].astype(np.float64), d["colors"][keep]
     splats = {k: v.detach() for k, v in init_splats(points, colors, 1, 0.8, 1.0).items()}
     c2w = np.linalg.inv(d["viewmats"].astype(np.float64))
-    return dict(splats=splats, points=points, colors=colors, c2w=c2w,
-                Ks=d["Ks"].astype(np.float64), width=int(d["width"]), height=int(d["height"]))
+    return dict(
+        splats=splats,
+        points=points,
+        colors=colors,
+        c2w=c2w,
+        Ks=d["Ks"].astype(np.float64),
+        width=int(d["width"]),
+        height=int(d["height"]),
+    )
 
 
 @needs_data
 def test_render_orbit_of_real_splats(tmp_path: Path, garden) -> None:
     g = garden
-    path = make_path("orbit", g["c2w"], g["Ks"], g["width"], g["height"], 64, 36, 8, fps=8,
-                     points=g["points"])
+    path = make_path(
+        "orbit", g["c2w"], g["Ks"], g["width"], g["height"], 64, 36, 8, fps=8, points=g["points"]
+    )
     out = tmp_path / "renders" / "orbit.mp4"
-    res = render.render_video(g["splats"], 1, path.camtoworlds, path.Ks, 64, 36, out, fps=8,
-                              crf=20, x264_preset="veryfast", preview="webp", preview_width=32,
-                              camera_path=path)
+    res = render.render_video(
+        g["splats"],
+        1,
+        path.camtoworlds,
+        path.Ks,
+        64,
+        36,
+        out,
+        fps=8,
+        crf=20,
+        x264_preset="veryfast",
+        preview="webp",
+        preview_width=32,
+        camera_path=path,
+    )
     assert res["frames"] == 8 and (res["width"], res["height"]) == (64, 36)
     assert res["seconds"] == pytest.approx(1.0) and res["render_fps"] > 0
     assert set(res["outputs"]) == {"video", "preview", "thumbnail", "path"}
     for p in res["outputs"].values():
         assert Path(p).is_file()
     info = inspect_mp4(out)
-    assert (info["codec"], info["pix_fmt"], info["width"], info["height"], info["frames"]) == \
-        ("h264", "yuv420p", 64, 36, 8)
+    assert (info["codec"], info["pix_fmt"], info["width"], info["height"], info["frames"]) == (
+        "h264",
+        "yuv420p",
+        64,
+        36,
+        8,
+    )
     assert info["fps"] == pytest.approx(8) and info["faststart"]
     frames = decode(out).astype(np.float64)
     for f in frames:  # not blank: lit, textured
@@ -197,8 +240,12 @@ def test_render_orbit_of_real_splats(tmp_path: Path, garden) -> None:
     assert np.abs(frames[0] - frames[4]).mean() > 2  # the camera moves
     back = CameraPath.load(Path(res["outputs"]["path"]))
     np.testing.assert_array_equal(back.camtoworlds, path.camtoworlds)
-    assert sorted(p.name for p in out.parent.iterdir()) == \
-        ["orbit.json", "orbit.mp4", "orbit.png", "orbit.webp"]
+    assert sorted(p.name for p in out.parent.iterdir()) == [
+        "orbit.json",
+        "orbit.mp4",
+        "orbit.png",
+        "orbit.webp",
+    ]
 
 
 @needs_data
@@ -209,8 +256,19 @@ def test_render_side_by_side_doubles_width(tmp_path: Path, garden) -> None:
     Ks = letterbox_intrinsics(g["Ks"][[0, 0, 1]], g["width"], g["height"], W, H)
     image = np.full((g["height"], g["width"], 3), 180, np.uint8)
     out = tmp_path / "sbs.mp4"
-    res = render.render_video(g["splats"], 1, g["c2w"][[0, 0, 1]], Ks, W, H, out, fps=3,
-                              side_images=[image, image, image], preview="none", thumbnail=False)
+    res = render.render_video(
+        g["splats"],
+        1,
+        g["c2w"][[0, 0, 1]],
+        Ks,
+        W,
+        H,
+        out,
+        fps=3,
+        side_images=[image, image, image],
+        preview="none",
+        thumbnail=False,
+    )
     assert res["width"] == 2 * W
     info = inspect_mp4(out)
     assert (info["width"], info["height"], info["frames"]) == (2 * W, H, 3)
@@ -225,8 +283,9 @@ def test_render_error_leaves_nothing(tmp_path: Path, garden) -> None:
     out.write_bytes(b"an earlier video")
     path = make_path("orbit", g["c2w"], g["Ks"], g["width"], g["height"], 64, 36, 2)
     with pytest.raises(RenderError):
-        render.render_video(g["splats"], 1, path.camtoworlds, path.Ks, 64, 36, out,
-                            backend="gsplat", camera_path=path)  # CPU tensors: gsplat fails
+        render.render_video(
+            g["splats"], 1, path.camtoworlds, path.Ks, 64, 36, out, backend="gsplat", camera_path=path
+        )  # CPU tensors: gsplat fails
     assert out.read_bytes() == b"an earlier video"
     assert [p.name for p in tmp_path.iterdir()] == ["orbit.mp4"]
 
@@ -250,8 +309,7 @@ def test_run_from_a_path_file(tmp_path: Path, garden) -> None:
     splats["means"] = splats["means"] * 0.5 + torch.tensor([0.1, -0.2, 0.3])
     splats["scales"] = splats["scales"] + float(np.log(0.5))
     save_checkpoint(ws.ckpt, Checkpoint(splats=splats, step=1, sh_degree=1, normalization=T))
-    path = make_path("turntable", g["c2w"], g["Ks"], g["width"], g["height"], 64, 36, 6,
-                     points=g["points"])
+    path = make_path("turntable", g["c2w"], g["Ks"], g["width"], g["height"], 64, 36, 6, points=g["points"])
     path_file = tmp_path / "my_path.json"
     path.save(path_file)
     cfg.render.path = str(path_file)
@@ -290,9 +348,15 @@ def synthetic_workspace(root: Path) -> Workspace:
     from vid3d.sfm import load_scene
 
     opts = pycolmap.SyntheticDatasetOptions(
-        num_rigs=1, num_cameras_per_rig=1, num_frames_per_rig=6, num_points3D=2000,
-        camera_width=96, camera_height=64, camera_model_id=pycolmap.CameraModelId.PINHOLE,
-        camera_params=[80.0, 80.0, 48.0, 32.0])
+        num_rigs=1,
+        num_cameras_per_rig=1,
+        num_frames_per_rig=6,
+        num_points3D=2000,
+        camera_width=96,
+        camera_height=64,
+        camera_model_id=pycolmap.CameraModelId.PINHOLE,
+        camera_params=[80.0, 80.0, 48.0, 32.0],
+    )
     rec = pycolmap.synthesize_dataset(opts)
     ws = Workspace(root)
     ws.sparse0.mkdir(parents=True)
@@ -303,8 +367,9 @@ def synthetic_workspace(root: Path) -> Workspace:
         cv2.imwrite(str(ws.images / name), np.full((64, 96, 3), 40 * i + 20, np.uint8))
     T = normalization_transform(scene.camtoworlds)
     pts = scene.transformed(T).points
-    colors = (np.clip(scene.points - scene.points.min(0), 0, None)
-              / np.ptp(scene.points, 0) * 200 + 55).astype(np.uint8)  # colour by position
+    colors = (
+        np.clip(scene.points - scene.points.min(0), 0, None) / np.ptp(scene.points, 0) * 200 + 55
+    ).astype(np.uint8)  # colour by position
     splats = {k: v.detach() for k, v in init_splats(pts, colors, 1, 0.9, 1.5).items()}
     save_checkpoint(ws.ckpt, Checkpoint(splats=splats, step=1, sh_degree=1, normalization=T))
     return ws
@@ -319,20 +384,34 @@ def test_run_orbit_on_a_workspace(tmp_path: Path) -> None:
     res = render.run(ws, cfg)
     assert (res["path"], res["name"], res["frames"], res["fps"]) == ("orbit", "orbit", 8, 8.0)
     assert (res["width"], res["height"], res["seconds"]) == (64, 36, 1.0)
-    assert res["outputs"] == ["renders/orbit.mp4", "renders/orbit.png", "renders/orbit.webp",
-                              "renders/orbit.json"]
+    assert res["outputs"] == [
+        "renders/orbit.mp4",
+        "renders/orbit.png",
+        "renders/orbit.webp",
+        "renders/orbit.json",
+    ]
     assert res["gaussians"] == 2000 and res["video_bytes"] > 0
     info = inspect_mp4(ws.renders / "orbit.mp4")
-    assert (info["codec"], info["pix_fmt"], info["width"], info["height"], info["frames"],
-            info["fps"], info["faststart"]) == ("h264", "yuv420p", 64, 36, 8, 8.0, True)
+    assert (
+        info["codec"],
+        info["pix_fmt"],
+        info["width"],
+        info["height"],
+        info["frames"],
+        info["fps"],
+        info["faststart"],
+    ) == ("h264", "yuv420p", 64, 36, 8, 8.0, True)
     frames = decode(ws.renders / "orbit.mp4").astype(np.float64)
     assert all(f.mean() > 5 and f.std() > 5 for f in frames)
 
     # Render the saved path again: the same video.
     cfg.render.path = str(ws.renders / "orbit.json")
     again = render.run(ws, cfg)
-    assert again["name"] == "orbit" and again["outputs"] == ["renders/orbit.mp4", "renders/orbit.png",
-                                                             "renders/orbit.webp"]
+    assert again["name"] == "orbit" and again["outputs"] == [
+        "renders/orbit.mp4",
+        "renders/orbit.png",
+        "renders/orbit.webp",
+    ]
     assert np.abs(decode(ws.renders / "orbit.mp4").astype(np.float64) - frames).mean() < 1.0
 
     # A failure leaves the earlier video as it was.
@@ -370,8 +449,11 @@ def test_side_by_side_follows_the_frames_times(tmp_path: Path) -> None:
 
     names = load_scene(ws).names
     times = [0.0, 0.5, 1.0, 2.5, 2.75, 3.0]  # uneven, as kept frames are
-    ws.frames_json.write_text(json.dumps({"frames": [
-        {"index": i, "time": t, "image": n} for i, (t, n) in enumerate(zip(times, names))]}))
+    ws.frames_json.write_text(
+        json.dumps(
+            {"frames": [{"index": i, "time": t, "image": n} for i, (t, n) in enumerate(zip(times, names))]}
+        )
+    )
     assert list(render.input_times(ws, names)) == times
     cfg = Config()
     cfg.render.side_by_side = True
@@ -384,10 +466,20 @@ def test_side_by_side_follows_the_frames_times(tmp_path: Path) -> None:
     np.testing.assert_allclose(left, expected, atol=4)
 
 
-@pytest.mark.parametrize("field,value", [
-    ("path", "zigzag"), ("resolution", "4k"), ("aspect", "wide"), ("fps", 0), ("seconds", -1.0),
-    ("crf", 60), ("x264_preset", "warp"), ("preview", "mov"), ("radius_factor", 0.0),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("path", "zigzag"),
+        ("resolution", "4k"),
+        ("aspect", "wide"),
+        ("fps", 0),
+        ("seconds", -1.0),
+        ("crf", 60),
+        ("x264_preset", "warp"),
+        ("preview", "mov"),
+        ("radius_factor", 0.0),
+    ],
+)
 def test_bad_render_options_fail_before_any_work(tmp_path: Path, field: str, value) -> None:
     cfg = Config()
     setattr(cfg.render, field, value)
@@ -401,14 +493,27 @@ def test_bad_render_options_fail_before_any_work(tmp_path: Path, field: str, val
 def test_gsplat_renders_only_where_cuda_and_its_kernels_are(tmp_path: Path) -> None:
     """The gsplat backend renders CUDA tensors where PyTorch sees a GPU and gsplat's kernels
     load, and fails with a RenderError anywhere else."""
-    splats = {k: v.detach() for k, v in init_splats(
-        np.random.default_rng(0).uniform(-1, 1, (200, 3)), np.full((200, 3), 128, np.uint8),
-        0, 0.8, 1.0).items()}
+    splats = {
+        k: v.detach()
+        for k, v in init_splats(
+            np.random.default_rng(0).uniform(-1, 1, (200, 3)), np.full((200, 3), 128, np.uint8), 0, 0.8, 1.0
+        ).items()
+    }
     c2w = np.eye(4)
     c2w[2, 3] = -4.0
     K = np.array([[40.0, 0, 32], [0, 40.0, 18], [0, 0, 1]])
-    frames = lambda: list(render.render_frames(splats, 0, c2w[None], K[None], 64, 36,  # noqa: E731
-                                               device=auto_device(), backend="gsplat"))
+    frames = lambda: list(
+        render.render_frames(
+            splats,
+            0,
+            c2w[None],
+            K[None],
+            64,
+            36,  # noqa: E731
+            device=auto_device(),
+            backend="gsplat",
+        )
+    )
     if auto_device() == "cuda":
         cpu = list(render.render_frames(splats, 0, c2w[None], K[None], 64, 36))
         assert np.abs(frames()[0].astype(float) - cpu[0]).mean() <= 1.0
@@ -460,19 +565,25 @@ def test_auto_falls_back_to_the_cpu_when_gsplat_has_no_cuda_kernels(gpu_without_
 
 
 def test_training_on_the_cpu_says_why_the_gpu_is_not_used(gpu_without_kernels, tmp_path):
+    from tests.synthetic import make_scene
     from vid3d.config import SplatConfig
     from vid3d.progress import NULL_REPORTER, CollectingReporter
     from vid3d.splats.trainer import train
 
-    from .synthetic import make_scene
-
     scene = make_scene(tmp_path / "scene", n_views=4, width=32, height=24, n_gaussians=300)
     rec = CollectingReporter(NULL_REPORTER)
-    _, m = train(scene, SplatConfig(steps=2, eval_every=0, checkpoint_every=0, sh_degree=0),
-                 tmp_path / "ckpt.pt", device=torch.device("cpu"), config_hash="t", reporter=rec)
+    _, m = train(
+        scene,
+        SplatConfig(steps=2, eval_every=0, checkpoint_every=0, sh_degree=0),
+        tmp_path / "ckpt.pt",
+        device=torch.device("cpu"),
+        config_hash="t",
+        reporter=rec,
+    )
     assert m["backend"] == "cpu" and m["device"] == "cpu"
-    assert any("PyTorch sees a CUDA GPU" in w and "running on the CPU" in w
-               for w in rec.warnings), rec.warnings
+    assert any("PyTorch sees a CUDA GPU" in w and "running on the CPU" in w for w in rec.warnings), (
+        rec.warnings
+    )
 
 
 def test_doctor_says_when_gsplat_has_no_cuda_kernels(gpu_without_kernels):
@@ -549,15 +660,18 @@ def test_batch_prepares_the_kernels_once_in_the_parent_only_for_gpu_jobs(monkeyp
     from vid3d.config import Config
 
     calls = []
-    monkeypatch.setattr(rz, "prepare_cuda_backend",
-                        lambda **kw: calls.append(kw) or {"state": "missing", "detail": "no "
-                                                          "kernels", "hint": "install them"})
+    monkeypatch.setattr(
+        rz,
+        "prepare_cuda_backend",
+        lambda **kw: calls.append(kw) or {"state": "missing", "detail": "no kernels", "hint": "install them"},
+    )
     jobs = []
     for device in ("cpu", "auto", "cuda"):
         cfg = Config()
         cfg.device = device
-        jobs.append(batch.Job(video=Path("v.mp4"), rel="v.mp4", name=device,
-                              workspace=Path("ws"), config=cfg))
+        jobs.append(
+            batch.Job(video=Path("v.mp4"), rel="v.mp4", name=device, workspace=Path("ws"), config=cfg)
+        )
     monitor = batch.NullMonitor()
     monkeypatch.setattr(batch, "_torch_gpu_count", lambda: 0)
     assert batch.prepare_gpu_workers(jobs, monitor) is None and not calls  # no GPU here
@@ -565,5 +679,4 @@ def test_batch_prepares_the_kernels_once_in_the_parent_only_for_gpu_jobs(monkeyp
     assert batch.prepare_gpu_workers(jobs[:1], monitor) is None and not calls  # CPU jobs only
     st = batch.prepare_gpu_workers(jobs, monitor)
     assert st["state"] == "missing" and len(calls) == 1
-    assert monitor.warnings == ["batch: no kernels: jobs with device auto run on the CPU "
-                                "(install them)"]
+    assert monitor.warnings == ["batch: no kernels: jobs with device auto run on the CPU (install them)"]

@@ -46,8 +46,11 @@ def decode(video: Path, out: Path, every: int = 1, limit: int = 10_000) -> list[
 
 def reference_w2c(clip: str) -> np.ndarray:
     """[N, 4, 4] reference world-to-camera matrices of a re10k clip."""
-    rows = [list(map(float, line.split()))
-            for line in (DATA / "re10k" / "poses" / f"{clip}.txt").read_text().splitlines()[1:] if line.strip()]
+    rows = [
+        list(map(float, line.split()))
+        for line in (DATA / "re10k" / "poses" / f"{clip}.txt").read_text().splitlines()[1:]
+        if line.strip()
+    ]
     w2c = np.tile(np.eye(4), (len(rows), 1, 1))
     w2c[:, :3, :4] = np.array([r[7:19] for r in rows]).reshape(-1, 3, 4)
     return w2c
@@ -126,8 +129,20 @@ def test_outputs_and_metrics(solved):
     assert ws.database.is_file() and ws.database.stat().st_size > 0
     assert (ws.colmap / "colmap.log").read_text().strip()
     assert not list(ws.colmap.glob(".*"))  # no temporary files left behind
-    for key in ("registered", "total", "registered_fraction", "mean_reprojection_error", "mean_track_length",
-                "points", "focal_px", "camera_model", "timings", "attempts", "other_models", "pairs"):
+    for key in (
+        "registered",
+        "total",
+        "registered_fraction",
+        "mean_reprojection_error",
+        "mean_track_length",
+        "points",
+        "focal_px",
+        "camera_model",
+        "timings",
+        "attempts",
+        "other_models",
+        "pairs",
+    ):
         assert key in m, key
     assert m["registered_fraction"] == 1.0 and 0 < m["mean_reprojection_error"] < 1.5
     assert m["points"] > 100 and m["mean_track_length"] > 2

@@ -15,18 +15,15 @@ import numpy as np
 import pytest
 import torch
 
+from tests.synthetic import make_scene
 from vid3d.config import Config, SplatConfig
 from vid3d.errors import InputError, TrainingError
 from vid3d.splats.losses import psnr
-from vid3d.splats.model import (Checkpoint, export, load_checkpoint, save_checkpoint,
-                                to_world)
+from vid3d.splats.model import Checkpoint, export, load_checkpoint, save_checkpoint, to_world
 from vid3d.splats.strategies import binomial_table, compute_relocation_torch
 from vid3d.splats.trainer import Trainer, held_out_ids, load_train_data, train
-from vid3d.workspace import json_safe
 from vid3d.stages import splat as splat_stage
-from vid3d.workspace import Workspace
-
-from .synthetic import make_scene
+from vid3d.workspace import Workspace, json_safe
 
 CPU = torch.device("cpu")
 
@@ -37,9 +34,18 @@ def scene(tmp_path_factory):
 
 
 def _cfg(**kw) -> SplatConfig:
-    base = dict(steps=60, sh_degree=1, sh_degree_interval=20, eval_every=0, refine_start=10,
-                refine_every=10, refine_stop=1000, reset_every=1000, checkpoint_every=0,
-                coarse_steps=20)
+    base = dict(
+        steps=60,
+        sh_degree=1,
+        sh_degree_interval=20,
+        eval_every=0,
+        refine_start=10,
+        refine_every=10,
+        refine_stop=1000,
+        reset_every=1000,
+        checkpoint_every=0,
+        coarse_steps=20,
+    )
     base.update(kw)
     return SplatConfig(**base)
 
@@ -115,10 +121,12 @@ def test_gsplat_still_never_resets_opacities_itself(scene):
     _, info = trainer.render([0])
     info["means2d"].sum().backward()
     before = trainer.splats["opacities"].detach().clone()
-    GsplatDefault.step_post_backward(trainer.strategy, trainer.splats, trainer.optimizers,
-                                     trainer.strategy_state, 30, info, packed=False)
+    GsplatDefault.step_post_backward(
+        trainer.strategy, trainer.splats, trainer.optimizers, trainer.strategy_state, 30, info, packed=False
+    )
     assert torch.equal(trainer.splats["opacities"].detach(), before), (
-        "gsplat's DefaultStrategy reset the opacities itself: drop vid3d's workaround")
+        "gsplat's DefaultStrategy reset the opacities itself: drop vid3d's workaround"
+    )
 
 
 def test_mcmc_runs_on_cpu_and_fills_its_budget(scene):
@@ -136,8 +144,11 @@ def test_cpu_relocation_matches_the_cuda_formula():
     # Eq. 9 of the MCMC paper as gsplat's CUDA kernel computes it, loop by loop.
     def kernel(op, sc, n, binoms):
         new = 1 - (1 - op) ** (1 / n)
-        denom = sum(binoms[i - 1, k] * (-1) ** k / np.sqrt(k + 1) * new ** (k + 1)
-                    for i in range(1, n + 1) for k in range(i))
+        denom = sum(
+            binoms[i - 1, k] * (-1) ** k / np.sqrt(k + 1) * new ** (k + 1)
+            for i in range(1, n + 1)
+            for k in range(i)
+        )
         return new, op / denom * sc
 
     rng = np.random.default_rng(0)
@@ -155,8 +166,11 @@ def test_exposure_correction_absorbs_flicker_and_stays_out_of_novel_views(tmp_pa
     flicker = make_scene(tmp_path / "flicker", brightness=gains)
     losses = {}
     for on in (False, True):
-        trainer = Trainer(load_train_data(flicker, 8, CPU),
-                          _cfg(steps=150, exposure=on, lr_exposure=3e-3, refine_stop=0), CPU)
+        trainer = Trainer(
+            load_train_data(flicker, 8, CPU),
+            _cfg(steps=150, exposure=on, lr_exposure=3e-3, refine_stop=0),
+            CPU,
+        )
         losses[on] = np.mean([trainer.step() for _ in range(150)][-40:])
     assert losses[True] < 0.9 * losses[False], losses
     # the learned correction follows the flicker: darker frames get a smaller gain
@@ -231,8 +245,7 @@ def _without_seconds(history):
 
 
 # Refinement (splits, MCMC relocation and noise) both before and after the interruption.
-_RESUME = dict(steps=60, eval_every=20, checkpoint_every=10, grow_grad2d=2e-5,
-               max_gaussians=20_000)
+_RESUME = dict(steps=60, eval_every=20, checkpoint_every=10, grow_grad2d=2e-5, max_gaussians=20_000)
 
 
 @pytest.mark.parametrize("strategy", ["default", "mcmc"])
@@ -244,15 +257,21 @@ def test_interrupted_training_resumes_bit_identically(scene, tmp_path, strategy)
         assert m0["history"][-1]["gaussians"] > m0["history"][-2]["gaussians"]
 
     with pytest.raises(Interrupt):  # killed after step 33: the resume file holds step 30
-        train(scene, cfg, ckpt, device=CPU, config_hash="t", resume_path=resume,
-              reporter=Recorder(stop_after=33))
+        train(
+            scene,
+            cfg,
+            ckpt,
+            device=CPU,
+            config_hash="t",
+            resume_path=resume,
+            reporter=Recorder(stop_after=33),
+        )
     assert not ckpt.exists()  # finished outputs are never written while training
     state = load_checkpoint(resume)
     assert (state.step, state.finished, state.steps) == (30, False, 60)
 
     rec = Recorder()
-    resumed, m1 = train(scene, cfg, ckpt, device=CPU, config_hash="t", resume_path=resume,
-                        reporter=rec)
+    resumed, m1 = train(scene, cfg, ckpt, device=CPU, config_hash="t", resume_path=resume, reporter=rec)
     assert m1["resumed_from"] == 30 and m1["steps"] == 60 and not rec.warnings
     assert len(resumed.splats["means"]) == len(straight.splats["means"]) == m0["gaussians"]
     assert abs(m1["psnr"] - m0["psnr"]) <= 1e-6
@@ -279,12 +298,27 @@ train(scene, cfg, Path({ckpt!r}), device=torch.device("cpu"), config_hash="t",
 
 
 def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path):
-    cfg = dict(steps=100, sh_degree=1, sh_degree_interval=30, eval_every=50, refine_start=10,
-               refine_every=10, refine_stop=1000, reset_every=1000, checkpoint_every=20,
-               coarse_steps=30, grow_grad2d=5e-5)
+    cfg = dict(
+        steps=100,
+        sh_degree=1,
+        sh_degree_interval=30,
+        eval_every=50,
+        refine_start=10,
+        refine_every=10,
+        refine_stop=1000,
+        reset_every=1000,
+        checkpoint_every=20,
+        coarse_steps=30,
+        grow_grad2d=5e-5,
+    )
     ckpt, resume = tmp_path / "ckpt.pt", tmp_path / "resume.pt"
-    code = _CHILD.format(tests=str(Path(__file__).parent), folder=str(tmp_path / "scene"),
-                         cfg=cfg, ckpt=str(ckpt), resume=str(resume))
+    code = _CHILD.format(
+        tests=str(Path(__file__).parent),
+        folder=str(tmp_path / "scene"),
+        cfg=cfg,
+        ckpt=str(ckpt),
+        resume=str(resume),
+    )
     child = subprocess.Popen([sys.executable, "-c", code], env=os.environ.copy())
     deadline = time.time() + 300
     while time.time() < deadline and child.poll() is None and not resume.exists():
@@ -296,11 +330,9 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path):
     assert 20 <= interrupted_at < 100
 
     scene = make_scene(tmp_path / "scene")
-    resumed, m = train(scene, SplatConfig(**cfg), ckpt, device=CPU, config_hash="t",
-                       resume_path=resume)
+    resumed, m = train(scene, SplatConfig(**cfg), ckpt, device=CPU, config_hash="t", resume_path=resume)
     assert m["resumed_from"] == interrupted_at and m["steps"] == 100
-    straight, m2 = train(scene, SplatConfig(**cfg), tmp_path / "other.pt", device=CPU,
-                         config_hash="t")
+    straight, m2 = train(scene, SplatConfig(**cfg), tmp_path / "other.pt", device=CPU, config_hash="t")
     assert m2["resumed_from"] == 0
     assert abs(m["psnr"] - m2["psnr"]) <= 1e-6
     assert len(resumed.splats["means"]) == len(straight.splats["means"])
@@ -322,14 +354,20 @@ def test_force_ignores_a_corrupt_resume_file_and_without_force_it_is_a_warning(s
 
     torch.save({"x": 1}, resume)  # a foreign torch file
     rec = Recorder()
-    _, m = train(scene, cfg, ckpt, device=CPU, config_hash="t", resume_path=resume, reporter=rec,
-                 force=True)
+    _, m = train(scene, cfg, ckpt, device=CPU, config_hash="t", resume_path=resume, reporter=rec, force=True)
     assert m["resumed_from"] == 0 and rec.warnings == [] and not resume.exists()
 
     # a readable resume file of another run (other options) is not resumed
     with pytest.raises(Interrupt):
-        train(scene, cfg, ckpt, device=CPU, config_hash="old", resume_path=resume,
-              reporter=Recorder(stop_after=7))
+        train(
+            scene,
+            cfg,
+            ckpt,
+            device=CPU,
+            config_hash="old",
+            resume_path=resume,
+            reporter=Recorder(stop_after=7),
+        )
     rec = Recorder()
     _, m = train(scene, cfg, ckpt, device=CPU, config_hash="new", resume_path=resume, reporter=rec)
     assert m["resumed_from"] == 0 and rec.warnings == []
@@ -345,8 +383,9 @@ def test_a_resume_file_with_missing_state_starts_afresh_with_a_warning(scene, tm
     del ckpt.state["torch_rng"]  # e.g. written by an older vid3d
     save_checkpoint(resume, ckpt)
     rec = Recorder()
-    _, m = train(scene, cfg, tmp_path / "ckpt.pt", device=CPU, config_hash="t",
-                 resume_path=resume, reporter=rec)
+    _, m = train(
+        scene, cfg, tmp_path / "ckpt.pt", device=CPU, config_hash="t", resume_path=resume, reporter=rec
+    )
     assert m["resumed_from"] == 0 and len(rec.warnings) == 1
     assert "KeyError" in rec.warnings[0] and "starting afresh" in rec.warnings[0]
 
@@ -361,7 +400,8 @@ def _workspace(tmp_path, scene, monkeypatch) -> Workspace:
 
 
 def test_splat_stage_metrics_are_strict_json_and_diverging_training_writes_nothing(
-        scene, tmp_path, monkeypatch):
+    scene, tmp_path, monkeypatch
+):
     ws = _workspace(tmp_path / "ws", scene, monkeypatch)
     cfg = Config(device="cpu")
     cfg.splat = _cfg(steps=20, checkpoint_every=10)
@@ -409,8 +449,9 @@ def test_a_nan_parameter_stops_training_within_the_check_interval(scene, tmp_pat
     # a periodic checkpoint is checked too, before it is written
     cfg = _cfg(steps=60, sh_degree_interval=1000, checkpoint_every=10)
     with pytest.raises(TrainingError, match="at step 10"):
-        train(scene, cfg, tmp_path / "ckpt.pt", device=CPU, config_hash="t",
-              resume_path=tmp_path / "resume.pt")
+        train(
+            scene, cfg, tmp_path / "ckpt.pt", device=CPU, config_hash="t", resume_path=tmp_path / "resume.pt"
+        )
     assert not (tmp_path / "resume.pt").exists() and not (tmp_path / "ckpt.pt").exists()
 
 
@@ -462,16 +503,40 @@ def test_load_checkpoint_refuses_unfinished_foreign_truncated_and_broken_files(s
     refused("not a readable vid3d checkpoint")
     for name, value in [("means", float("nan")), ("scales", float("inf"))]:
         bad = dict(good.splats, **{name: torch.full_like(good.splats[name], value)})
-        torch.save({"splats": {k: v.detach() for k, v in bad.items()}, "step": 60,
-                    "sh_degree": 1, "normalization": torch.eye(4, dtype=torch.float64),
-                    "finished": True}, path)
+        torch.save(
+            {
+                "splats": {k: v.detach() for k, v in bad.items()},
+                "step": 60,
+                "sh_degree": 1,
+                "normalization": torch.eye(4, dtype=torch.float64),
+                "finished": True,
+            },
+            path,
+        )
         refused(f"{name} (are|is) not finite")
-    torch.save({"splats": {k: v.detach()[:, None] if k == "opacities" else v.detach()
-                           for k, v in good.splats.items()},
-                "step": 60, "sh_degree": 1, "normalization": torch.eye(4), "finished": True}, path)
+    torch.save(
+        {
+            "splats": {
+                k: v.detach()[:, None] if k == "opacities" else v.detach() for k, v in good.splats.items()
+            },
+            "step": 60,
+            "sh_degree": 1,
+            "normalization": torch.eye(4),
+            "finished": True,
+        },
+        path,
+    )
     refused("opacities has shape")
-    torch.save({"splats": {k: v.detach()[:0] for k, v in good.splats.items()}, "step": 60,
-                "sh_degree": 1, "normalization": torch.eye(4), "finished": True}, path)
+    torch.save(
+        {
+            "splats": {k: v.detach()[:0] for k, v in good.splats.items()},
+            "step": 60,
+            "sh_degree": 1,
+            "normalization": torch.eye(4),
+            "finished": True,
+        },
+        path,
+    )
     refused("0 Gaussians")
 
 
@@ -479,8 +544,7 @@ def test_without_a_held_out_frame_metrics_say_they_score_training_frames(tmp_pat
     small = make_scene(tmp_path / "three", n_views=3)
     assert held_out_ids(3, 8) == []
     rec = Recorder()
-    _, m = train(small, _cfg(steps=5), tmp_path / "ckpt.pt", device=CPU, config_hash="t",
-                 reporter=rec)
+    _, m = train(small, _cfg(steps=5), tmp_path / "ckpt.pt", device=CPU, config_hash="t", reporter=rec)
     assert m["eval_on"] == "training" and m["test_images"] == 0
     assert rec.warnings == ["no frame held out (3 frames): PSNR is measured on training frames"]
     json.dumps(m, allow_nan=False)

@@ -9,10 +9,9 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
+from tests.conftest import data_path
 from vid3d.errors import VideoError
 from vid3d.video.decode import VideoReader, probe_video
-
-from .conftest import data_path
 
 
 def ffmpeg(*args: str) -> None:
@@ -28,8 +27,19 @@ def test_probe_reads_the_header():
 @pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv444p", "yuv420p10le"])
 def test_pixel_formats_give_consistent_grey_and_colour(tmp_path, pix_fmt):
     path = tmp_path / f"{pix_fmt}.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10", "-t", "1", "-pix_fmt", pix_fmt,
-           "-c:v", "libx264", str(path))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=160x120:rate=10",
+        "-t",
+        "1",
+        "-pix_fmt",
+        pix_fmt,
+        "-c:v",
+        "libx264",
+        str(path),
+    )
     with VideoReader(path) as reader:
         frames = list(reader.frames())
     assert len(frames) == 10

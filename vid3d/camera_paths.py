@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, InputError
-from .workspace import write_text
+from vid3d.errors import ConfigError, InputError
+from vid3d.workspace import write_text
 
 PATH_TYPES = ("orbit", "turntable", "spiral", "input")
 """Names of the generated camera paths."""
@@ -62,7 +62,7 @@ class CameraPath:
     def __len__(self) -> int:
         return len(self.camtoworlds)
 
-    def transformed(self, T: np.ndarray) -> "CameraPath":
+    def transformed(self, T: np.ndarray) -> CameraPath:
         """The path moved by a similarity ``T [4, 4]`` (rotation times scale, translation).
 
         Rotations stay orthonormal; intrinsics are unchanged.
@@ -77,21 +77,31 @@ class CameraPath:
         """The path as a JSON-serialisable dict (see the module docstring)."""
         frames = []
         for c2w, K in zip(self.camtoworlds, self.Ks):
-            frames.append({
-                "camtoworld": [[float(v) for v in row] for row in c2w],
-                "fx": float(K[0, 0]), "fy": float(K[1, 1]),
-                "cx": float(K[0, 2]), "cy": float(K[1, 2]),
-                "width": int(self.width), "height": int(self.height),
-            })
-        return {"version": 1, "name": self.name, "fps": float(self.fps), "loop": bool(self.loop),
-                "frames": frames}
+            frames.append(
+                {
+                    "camtoworld": [[float(v) for v in row] for row in c2w],
+                    "fx": float(K[0, 0]),
+                    "fy": float(K[1, 1]),
+                    "cx": float(K[0, 2]),
+                    "cy": float(K[1, 2]),
+                    "width": int(self.width),
+                    "height": int(self.height),
+                }
+            )
+        return {
+            "version": 1,
+            "name": self.name,
+            "fps": float(self.fps),
+            "loop": bool(self.loop),
+            "frames": frames,
+        }
 
     def save(self, path: Path) -> None:
         """Write the path as JSON, atomically."""
         write_text(Path(path), json.dumps(self.to_json(), indent=1) + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> "CameraPath":
+    def load(cls, path: Path) -> CameraPath:
         """Read a path written by :meth:`save` (or edited by hand).
 
         Raises:
@@ -99,17 +109,20 @@ class CameraPath:
         """
         path = Path(path)
         if not path.is_file():
-            raise InputError(f"camera path file {path} does not exist",
-                             "give a JSON file written by `vid3d render` (renders/<path>.json)")
+            raise InputError(
+                f"camera path file {path} does not exist",
+                "give a JSON file written by `vid3d render` (renders/<path>.json)",
+            )
         try:
             data = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise InputError(f"camera path file {path} is not valid JSON: {e}",
-                             "fix the file or render a fresh one") from e
+            raise InputError(
+                f"camera path file {path} is not valid JSON: {e}", "fix the file or render a fresh one"
+            ) from e
         return cls.from_json(data, source=str(path))
 
     @classmethod
-    def from_json(cls, data: dict, source: str = "camera path") -> "CameraPath":
+    def from_json(cls, data: dict, source: str = "camera path") -> CameraPath:
         """Build a path from the dict of :meth:`to_json`."""
         frames = data.get("frames") if isinstance(data, dict) else None
         if not isinstance(frames, list) or not frames:
@@ -118,32 +131,49 @@ class CameraPath:
         for i, fr in enumerate(frames):
             try:
                 c2w = np.asarray(fr["camtoworld"], dtype=np.float64)
-                K = np.array([[float(fr["fx"]), 0.0, float(fr["cx"])],
-                              [0.0, float(fr["fy"]), float(fr["cy"])],
-                              [0.0, 0.0, 1.0]])
+                K = np.array(
+                    [
+                        [float(fr["fx"]), 0.0, float(fr["cx"])],
+                        [0.0, float(fr["fy"]), float(fr["cy"])],
+                        [0.0, 0.0, 1.0],
+                    ]
+                )
                 size = (int(fr["width"]), int(fr["height"]))
             except (KeyError, TypeError, ValueError) as e:
-                raise InputError(f"frame {i} of {source} is malformed ({e!r})",
-                                 "each frame needs camtoworld (4x4), fx, fy, cx, cy, width, height") from e
+                raise InputError(
+                    f"frame {i} of {source} is malformed ({e!r})",
+                    "each frame needs camtoworld (4x4), fx, fy, cx, cy, width, height",
+                ) from e
             if c2w.shape != (4, 4) or not np.all(np.isfinite(c2w)) or not np.all(np.isfinite(K)):
-                raise InputError(f"frame {i} of {source} has a bad camtoworld",
-                                 "camtoworld must be a finite 4x4 matrix")
+                raise InputError(
+                    f"frame {i} of {source} has a bad camtoworld", "camtoworld must be a finite 4x4 matrix"
+                )
             R = c2w[:3, :3]
             if abs(np.linalg.det(R) - 1) > 1e-3 or not np.allclose(R.T @ R, np.eye(3), atol=1e-3):
-                raise InputError(f"frame {i} of {source} has a camtoworld whose rotation is not orthonormal",
-                                 "keep the 3x3 block a rotation matrix when editing the path")
+                raise InputError(
+                    f"frame {i} of {source} has a camtoworld whose rotation is not orthonormal",
+                    "keep the 3x3 block a rotation matrix when editing the path",
+                )
             c2ws.append(c2w)
             Ks.append(K)
             sizes.add(size)
         if len(sizes) != 1:
-            raise InputError(f"frames of {source} have different image sizes {sorted(sizes)}",
-                             "a video needs one width and height for all frames")
-        (width, height), = sizes
+            raise InputError(
+                f"frames of {source} have different image sizes {sorted(sizes)}",
+                "a video needs one width and height for all frames",
+            )
+        ((width, height),) = sizes
         if width <= 0 or height <= 0:
             raise InputError(f"{source} has an image size of {width}x{height}", "use a positive size")
-        return cls(camtoworlds=np.stack(c2ws), Ks=np.stack(Ks), width=width, height=height,
-                   fps=float(data.get("fps", 30.0)), loop=bool(data.get("loop", False)),
-                   name=str(data.get("name", "path")))
+        return cls(
+            camtoworlds=np.stack(c2ws),
+            Ks=np.stack(Ks),
+            width=width,
+            height=height,
+            fps=float(data.get("fps", 30.0)),
+            loop=bool(data.get("loop", False)),
+            name=str(data.get("name", "path")),
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -187,9 +217,14 @@ def up_direction(camtoworlds: np.ndarray, planar_ratio: float = 0.2) -> np.ndarr
     return mean_up
 
 
-def scene_center(camtoworlds: np.ndarray, points: np.ndarray | None = None,
-                 Ks: np.ndarray | None = None, width: int | None = None,
-                 height: int | None = None, min_spread: float = 0.03) -> np.ndarray:
+def scene_center(
+    camtoworlds: np.ndarray,
+    points: np.ndarray | None = None,
+    Ks: np.ndarray | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    min_spread: float = 0.03,
+) -> np.ndarray:
     """The point the cameras look at.
 
     The least-squares point closest to all optical axes, in the directions those
@@ -237,8 +272,14 @@ def scene_center(camtoworlds: np.ndarray, points: np.ndarray | None = None,
     return x
 
 
-def _visible_depths(c2w: np.ndarray, points: np.ndarray | None, Ks: np.ndarray | None,
-                    width: int | None, height: int | None, min_points: int = 10) -> np.ndarray | None:
+def _visible_depths(
+    c2w: np.ndarray,
+    points: np.ndarray | None,
+    Ks: np.ndarray | None,
+    width: int | None,
+    height: int | None,
+    min_points: int = 10,
+) -> np.ndarray | None:
     """Median depth of the points each camera sees; None without enough points."""
     if points is None or len(points) < min_points:
         return None
@@ -310,8 +351,16 @@ def _horizontal_frame(camtoworlds: np.ndarray, center: np.ndarray, up: np.ndarra
     return e1, e2, np.stack([off @ e1, off @ e2, off @ up], axis=1)  # [N, 3]
 
 
-def _ring_poses(center: np.ndarray, e1: np.ndarray, e2: np.ndarray, up: np.ndarray, a: float,
-                b: float, height: float, t: np.ndarray) -> np.ndarray:
+def _ring_poses(
+    center: np.ndarray,
+    e1: np.ndarray,
+    e2: np.ndarray,
+    up: np.ndarray,
+    a: float,
+    b: float,
+    height: float,
+    t: np.ndarray,
+) -> np.ndarray:
     """Cameras at parameters ``t [F]`` on the ellipse ``a cos t e1 + b sin t e2`` lifted by
     ``height`` along ``up`` around ``center``, looking at the centre: [F, 4, 4]."""
     pos = center + np.outer(a * np.cos(t), e1) + np.outer(b * np.sin(t), e2) + height * up
@@ -362,9 +411,15 @@ def _ellipse_params(n: int, a: float, b: float, t0: float, direction: float) -> 
 # Paths
 
 
-def orbit_poses(camtoworlds: np.ndarray, n_frames: int, center: np.ndarray | None = None,
-                radius_factor: float = 1.0, height_factor: float = 1.0,
-                min_axis_ratio: float = 0.5, max_arc_degrees: float = 240.0) -> np.ndarray:
+def orbit_poses(
+    camtoworlds: np.ndarray,
+    n_frames: int,
+    center: np.ndarray | None = None,
+    radius_factor: float = 1.0,
+    height_factor: float = 1.0,
+    min_axis_ratio: float = 0.5,
+    max_arc_degrees: float = 240.0,
+) -> np.ndarray:
     """An ellipse around the scene centre, looking at it (a closed loop).
 
     When the input cameras cover less than ``max_arc_degrees`` around the centre,
@@ -413,8 +468,13 @@ def orbit_poses(camtoworlds: np.ndarray, n_frames: int, center: np.ndarray | Non
     return _ring_poses(center, e1, e2, up, a, b, height, t)
 
 
-def turntable_poses(camtoworlds: np.ndarray, n_frames: int, center: np.ndarray | None = None,
-                    radius_factor: float = 1.0, height_factor: float = 1.0) -> np.ndarray:
+def turntable_poses(
+    camtoworlds: np.ndarray,
+    n_frames: int,
+    center: np.ndarray | None = None,
+    radius_factor: float = 1.0,
+    height_factor: float = 1.0,
+) -> np.ndarray:
     """A full circle at constant angular speed around the centre, looking at it.
 
     Radius: the cameras' median horizontal distance to the centre; height: their
@@ -444,9 +504,15 @@ def turntable_poses(camtoworlds: np.ndarray, n_frames: int, center: np.ndarray |
     return _ring_poses(center, e1, e2, up, r, r, height, t)
 
 
-def spiral_poses(camtoworlds: np.ndarray, n_frames: int, center: np.ndarray | None = None,
-                 radius_factor: float = 1.0, rotations: int = 2, zrate: float = 0.5,
-                 min_radius: float = 0.05) -> np.ndarray:
+def spiral_poses(
+    camtoworlds: np.ndarray,
+    n_frames: int,
+    center: np.ndarray | None = None,
+    radius_factor: float = 1.0,
+    rotations: int = 2,
+    zrate: float = 0.5,
+    min_radius: float = 0.05,
+) -> np.ndarray:
     """The forward-facing spiral of LLFF (``render_path_spiral``), a closed loop.
 
     The cameras circle ``rotations`` times around the mean input camera, with
@@ -485,8 +551,9 @@ def spiral_poses(camtoworlds: np.ndarray, n_frames: int, center: np.ndarray | No
     return look_at(pos, center, up)
 
 
-def input_poses(camtoworlds: np.ndarray, n_frames: int, smoothing: float = 2.0,
-                times: np.ndarray | None = None) -> np.ndarray:
+def input_poses(
+    camtoworlds: np.ndarray, n_frames: int, smoothing: float = 2.0, times: np.ndarray | None = None
+) -> np.ndarray:
     """The input camera path, smoothed and resampled to ``n_frames`` poses.
 
     Positions and rotations (quaternions, signs aligned) are Gaussian-smoothed over
@@ -519,12 +586,14 @@ def input_poses(camtoworlds: np.ndarray, n_frames: int, smoothing: float = 2.0,
             q[i] = -q[i]
     if smoothing > 0:
         pad = min(n - 1, int(math.ceil(3 * smoothing)))
+
         # Odd reflection at the ends keeps the path's end points and end directions.
         def smooth(x: np.ndarray) -> np.ndarray:
-            left = 2 * x[:1] - x[1:pad + 1][::-1]
-            right = 2 * x[-1:] - x[-pad - 1:-1][::-1]
+            left = 2 * x[:1] - x[1 : pad + 1][::-1]
+            right = 2 * x[-1:] - x[-pad - 1 : -1][::-1]
             xs = np.concatenate([left, x, right])
-            return gaussian_filter1d(xs, smoothing, axis=0, mode="nearest")[pad:pad + n]
+            return gaussian_filter1d(xs, smoothing, axis=0, mode="nearest")[pad : pad + n]
+
         pos = smooth(pos)
         q = smooth(q)
     rots = Rotation.from_quat(q / np.linalg.norm(q, axis=1, keepdims=True))
@@ -581,8 +650,9 @@ def input_frame_indices(n_inputs: int, n_frames: int, times: np.ndarray | None =
 # Intrinsics and the dispatcher
 
 
-def output_intrinsics(Ks: np.ndarray, in_width: int, in_height: int, out_width: int,
-                      out_height: int) -> np.ndarray:
+def output_intrinsics(
+    Ks: np.ndarray, in_width: int, in_height: int, out_width: int, out_height: int
+) -> np.ndarray:
     """Intrinsics of the output camera: the input cameras' (median) vertical field of
     view and pixel aspect, centred principal point, for an image of the output size.
 
@@ -598,8 +668,9 @@ def output_intrinsics(Ks: np.ndarray, in_width: int, in_height: int, out_width: 
     return np.array([[fx, 0.0, out_width / 2.0], [0.0, fy, out_height / 2.0], [0.0, 0.0, 1.0]])
 
 
-def letterbox_intrinsics(K: np.ndarray, in_width: int, in_height: int, out_width: int,
-                         out_height: int) -> np.ndarray:
+def letterbox_intrinsics(
+    K: np.ndarray, in_width: int, in_height: int, out_width: int, out_height: int
+) -> np.ndarray:
     """Intrinsics of an input image scaled to fit inside ``out_width x out_height``
     and centred (the layout :func:`vid3d.video.encode.letterbox` produces).
 
@@ -621,11 +692,23 @@ def letterbox_intrinsics(K: np.ndarray, in_width: int, in_height: int, out_width
     return K
 
 
-def make_path(kind: str, camtoworlds: np.ndarray, Ks: np.ndarray, in_width: int, in_height: int,
-              out_width: int, out_height: int, n_frames: int, fps: float = 30.0,
-              points: np.ndarray | None = None, center: np.ndarray | None = None,
-              radius_factor: float = 1.0, height_factor: float = 1.0,
-              smoothing: float = 2.0, times: np.ndarray | None = None) -> CameraPath:
+def make_path(
+    kind: str,
+    camtoworlds: np.ndarray,
+    Ks: np.ndarray,
+    in_width: int,
+    in_height: int,
+    out_width: int,
+    out_height: int,
+    n_frames: int,
+    fps: float = 30.0,
+    points: np.ndarray | None = None,
+    center: np.ndarray | None = None,
+    radius_factor: float = 1.0,
+    height_factor: float = 1.0,
+    smoothing: float = 2.0,
+    times: np.ndarray | None = None,
+) -> CameraPath:
     """A camera path of type ``kind`` derived from the input cameras.
 
     Args:
@@ -644,8 +727,10 @@ def make_path(kind: str, camtoworlds: np.ndarray, Ks: np.ndarray, in_width: int,
         The :class:`CameraPath` (output intrinsics from :func:`output_intrinsics`).
     """
     if kind not in PATH_TYPES:
-        raise ConfigError(f"unknown camera path {kind!r}",
-                          f"choose one of {', '.join(PATH_TYPES)} or give a .json path file")
+        raise ConfigError(
+            f"unknown camera path {kind!r}",
+            f"choose one of {', '.join(PATH_TYPES)} or give a .json path file",
+        )
     if n_frames < 1:
         raise ConfigError(f"a video of {n_frames} frames is empty", "raise render.seconds or render.fps")
     c2w = np.asarray(camtoworlds, dtype=np.float64)
@@ -660,5 +745,12 @@ def make_path(kind: str, camtoworlds: np.ndarray, Ks: np.ndarray, in_width: int,
     else:
         poses = input_poses(c2w, n_frames, smoothing, times)
     K = output_intrinsics(Ks, in_width, in_height, out_width, out_height)
-    return CameraPath(camtoworlds=poses, Ks=np.repeat(K[None], n_frames, axis=0), width=out_width,
-                      height=out_height, fps=float(fps), loop=LOOPING[kind], name=kind)
+    return CameraPath(
+        camtoworlds=poses,
+        Ks=np.repeat(K[None], n_frames, axis=0),
+        width=out_width,
+        height=out_height,
+        fps=float(fps),
+        loop=LOOPING[kind],
+        name=kind,
+    )

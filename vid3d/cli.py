@@ -8,20 +8,19 @@ and a non-zero exit code, in one place.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated
 
 import typer
-
-from . import __version__
-from .config import Config, apply_overrides, load_config, load_config_file
-from .console import (RichBatchMonitor, RichReporter, batch_table, console, pairs_table,
-                      summary_table)
 from rich.markup import escape
 
-from .errors import InputError, Vid3dError, os_error
-from .workspace import Workspace
+from vid3d import __version__
+from vid3d.config import Config, apply_overrides, load_config, load_config_file
+from vid3d.console import RichBatchMonitor, RichReporter, batch_table, console, pairs_table, summary_table
+from vid3d.errors import InputError, Vid3dError, os_error
+from vid3d.workspace import Workspace
 
 app = typer.Typer(
     name="vid3d",
@@ -31,20 +30,32 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-Preset = Annotated[Optional[str], typer.Option(
-    "--preset", "-p", help="Preset name (default, fast, ...) or TOML file. "
-    "Default: the workspace's last configuration, else 'default'.")]
-Sets = Annotated[Optional[list[str]], typer.Option(
-    "--set", "-s", help="Override one option, e.g. --set splat.steps=500 (repeatable).")]
-Device = Annotated[Optional[str], typer.Option(
-    "--device", help="auto, cpu or cuda.")]
+Preset = Annotated[
+    str | None,
+    typer.Option(
+        "--preset",
+        "-p",
+        help="Preset name (default, fast, ...) or TOML file. "
+        "Default: the workspace's last configuration, else 'default'.",
+    ),
+]
+Sets = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override one option, e.g. --set splat.steps=500 (repeatable)."),
+]
+Device = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")]
 Force = Annotated[bool, typer.Option("--force", help="Run even when the outputs are up to date.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Print more detail.")]
-WorkspaceArg = Annotated[Path, typer.Argument(help="Workspace folder (made by `vid3d frames` "
-                                                   "or `vid3d reconstruct`).")]
-Shot = Annotated[Optional[int], typer.Option(
-    "--shot", help="Which shot of a clip with scene cuts to use (0 = first). Default: the longest.")]
+WorkspaceArg = Annotated[
+    Path, typer.Argument(help="Workspace folder (made by `vid3d frames` or `vid3d reconstruct`).")
+]
+Shot = Annotated[
+    int | None,
+    typer.Option(
+        "--shot", help="Which shot of a clip with scene cuts to use (0 = first). Default: the longest."
+    ),
+]
 
 
 def _version_callback(value: bool) -> None:
@@ -55,8 +66,12 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: Annotated[bool, typer.Option("--version", callback=_version_callback,
-                                          is_eager=True, help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Turn a video into a 3D Gaussian splat scene and an orbit video."""
 
@@ -76,9 +91,11 @@ def _errors() -> Iterator[None]:
     except Vid3dError as e:
         _fail(e.message, e.hint, e.exit_code)
     except KeyboardInterrupt:
-        console.print("[bold red]interrupted[/]: the stage that was running was undone and "
-                      "finished stages are kept; run the same command again to go on",
-                      highlight=False)
+        console.print(
+            "[bold red]interrupted[/]: the stage that was running was undone and "
+            "finished stages are kept; run the same command again to go on",
+            highlight=False,
+        )
         raise typer.Exit(130) from None
     except OSError as e:
         err = os_error(e)
@@ -87,9 +104,11 @@ def _errors() -> Iterator[None]:
         if _VERBOSE[0]:
             console.print_exception()
         first = (str(e).strip().splitlines() or [""])[0]
-        _fail(f"unexpected {type(e).__name__}: {first}",
-              "this is a bug in vid3d; run again with --verbose for the traceback and "
-              "report it", 1)
+        _fail(
+            f"unexpected {type(e).__name__}: {first}",
+            "this is a bug in vid3d; run again with --verbose for the traceback and report it",
+            1,
+        )
 
 
 def _fail(message: str, hint: str | None, code: int) -> None:
@@ -102,8 +121,13 @@ def _fail(message: str, hint: str | None, code: int) -> None:
 _VERBOSE = [False]
 
 
-def _config(ws: Workspace | None, preset: str | None, sets: list[str] | None,
-            device: str | None, extra: list[str] | None = None) -> Config:
+def _config(
+    ws: Workspace | None,
+    preset: str | None,
+    sets: list[str] | None,
+    device: str | None,
+    extra: list[str] | None = None,
+) -> Config:
     """Workspace config (or a preset), then --set overrides, then command options."""
     overrides = list(sets or []) + list(extra or [])
     if device is not None:
@@ -120,17 +144,22 @@ def _reporter(quiet: bool, verbose: bool) -> RichReporter:
 
 def _existing_workspace(path: Path) -> Workspace:
     if path.is_file():
-        raise InputError(f"{path} is a file, not a workspace folder",
-                         "give the folder that `vid3d reconstruct` or `vid3d frames` made")
+        raise InputError(
+            f"{path} is a file, not a workspace folder",
+            "give the folder that `vid3d reconstruct` or `vid3d frames` made",
+        )
     if not path.is_dir():
-        raise InputError(f"workspace {path} does not exist",
-                         "run `vid3d reconstruct VIDEO --out DIR` or `vid3d frames VIDEO --out DIR` first")
+        raise InputError(
+            f"workspace {path} does not exist",
+            "run `vid3d reconstruct VIDEO --out DIR` or `vid3d frames VIDEO --out DIR` first",
+        )
     return Workspace(path)
 
 
-def _run(ws: Workspace, cfg: Config, stages: tuple[str, ...], quiet: bool, verbose: bool,
-         command: str, **kwargs) -> list:
-    from .pipeline import run_pipeline
+def _run(
+    ws: Workspace, cfg: Config, stages: tuple[str, ...], quiet: bool, verbose: bool, command: str, **kwargs
+) -> list:
+    from vid3d.pipeline import run_pipeline
 
     with _reporter(quiet, verbose) as reporter:
         outcomes = run_pipeline(ws, cfg, stages, reporter=reporter, command=command, **kwargs)
@@ -143,43 +172,77 @@ def _run(ws: Workspace, cfg: Config, stages: tuple[str, ...], quiet: bool, verbo
 @app.command()
 def reconstruct(
     video: Annotated[Path, typer.Argument(help="The input video (mp4, mov, webm, ...).")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Workspace folder. "
-                                                "Default: work/<video name>.")] = None,
-    preset: Preset = None, set_: Sets = None, device: Device = None, shot: Shot = None,
-    force: Force = False, quiet: Quiet = False, verbose: Verbose = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Workspace folder. Default: work/<video name>.")
+    ] = None,
+    preset: Preset = None,
+    set_: Sets = None,
+    device: Device = None,
+    shot: Shot = None,
+    force: Force = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Video -> frames -> camera poses -> splats -> orbit video, in one go."""
     with _errors():
         ws = Workspace(out or Path("work") / video.stem)
         cfg = _config(ws, preset, set_, device)
-        _run(ws, cfg, ("frames", "poses", "splat", "render"), quiet, verbose,
-             "vid3d reconstruct", video=video, shot=shot, force=force)
+        _run(
+            ws,
+            cfg,
+            ("frames", "poses", "splat", "render"),
+            quiet,
+            verbose,
+            "vid3d reconstruct",
+            video=video,
+            shot=shot,
+            force=force,
+        )
 
 
 @app.command()
 def frames(
     video: Annotated[Path, typer.Argument(help="The input video.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Workspace folder.")],
-    preset: Preset = None, set_: Sets = None, shot: Shot = None,
-    force: Force = False, quiet: Quiet = False, verbose: Verbose = False,
+    preset: Preset = None,
+    set_: Sets = None,
+    shot: Shot = None,
+    force: Force = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Choose frames from a video into a workspace's images/ (stage 1)."""
     with _errors():
         ws = Workspace(out)
-        _run(ws, _config(ws, preset, set_, None), ("frames",), quiet, verbose,
-             "vid3d frames", video=video, shot=shot, force=force)
+        _run(
+            ws,
+            _config(ws, preset, set_, None),
+            ("frames",),
+            quiet,
+            verbose,
+            "vid3d frames",
+            video=video,
+            shot=shot,
+            force=force,
+        )
 
 
 @app.command()
 def poses(
-    workspace: WorkspaceArg, preset: Preset = None, set_: Sets = None, device: Device = None,
-    force: Force = False, quiet: Quiet = False, verbose: Verbose = False,
+    workspace: WorkspaceArg,
+    preset: Preset = None,
+    set_: Sets = None,
+    device: Device = None,
+    force: Force = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Camera poses of the frames with COLMAP, into sparse/0 (stage 2)."""
     with _errors():
         ws = _existing_workspace(workspace)
-        outcomes = _run(ws, _config(ws, preset, set_, device), ("poses",), quiet, verbose,
-                        "vid3d poses", force=force)
+        outcomes = _run(
+            ws, _config(ws, preset, set_, device), ("poses",), quiet, verbose, "vid3d poses", force=force
+        )
         table = pairs_table(outcomes[0].metrics)
         if table is not None and not quiet:
             console.print(table)
@@ -187,11 +250,21 @@ def poses(
 
 @app.command()
 def train(
-    workspace: WorkspaceArg, preset: Preset = None, set_: Sets = None, device: Device = None,
-    steps: Annotated[Optional[int], typer.Option(
-        min=1, help="Training steps; the whole schedule (coarse phase, densification, SH "
-                    "degree, evaluations, checkpoints) stretches or shrinks to fit.")] = None,
-    force: Force = False, quiet: Quiet = False, verbose: Verbose = False,
+    workspace: WorkspaceArg,
+    preset: Preset = None,
+    set_: Sets = None,
+    device: Device = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Training steps; the whole schedule (coarse phase, densification, SH "
+            "degree, evaluations, checkpoints) stretches or shrinks to fit.",
+        ),
+    ] = None,
+    force: Force = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Train Gaussian splats on the posed frames (stage 3); resumes an interrupted run."""
     with _errors():
@@ -205,42 +278,68 @@ def train(
 @app.command()
 def render(
     workspace: WorkspaceArg,
-    path: Annotated[Optional[str], typer.Option(help="Camera path: orbit, turntable, spiral, "
-                                                     "input, or a path .json file.")] = None,
-    seconds: Annotated[Optional[float], typer.Option(help="Video length.")] = None,
-    resolution: Annotated[Optional[str], typer.Option(help="360p, 480p, 720p, 1080p, 1440p, "
-                                                           "2160p or WxH.")] = None,
-    fps: Annotated[Optional[int], typer.Option(help="Frames per second (24, 30, 60).")] = None,
-    aspect: Annotated[Optional[str], typer.Option(help="16:9, 9:16 (Shorts), 1:1, 4:3 or "
-                                                       "input.")] = None,
-    side_by_side: Annotated[Optional[bool], typer.Option(
-        "--side-by-side/--no-side-by-side", help="Put the input clip next to the "
-        "reconstruction, seen from the same cameras.")] = None,
-    preset: Preset = None, set_: Sets = None, device: Device = None,
-    force: Force = False, quiet: Quiet = False, verbose: Verbose = False,
+    path: Annotated[
+        str | None, typer.Option(help="Camera path: orbit, turntable, spiral, input, or a path .json file.")
+    ] = None,
+    seconds: Annotated[float | None, typer.Option(help="Video length.")] = None,
+    resolution: Annotated[
+        str | None, typer.Option(help="360p, 480p, 720p, 1080p, 1440p, 2160p or WxH.")
+    ] = None,
+    fps: Annotated[int | None, typer.Option(help="Frames per second (24, 30, 60).")] = None,
+    aspect: Annotated[str | None, typer.Option(help="16:9, 9:16 (Shorts), 1:1, 4:3 or input.")] = None,
+    side_by_side: Annotated[
+        bool | None,
+        typer.Option(
+            "--side-by-side/--no-side-by-side",
+            help="Put the input clip next to the reconstruction, seen from the same cameras.",
+        ),
+    ] = None,
+    preset: Preset = None,
+    set_: Sets = None,
+    device: Device = None,
+    force: Force = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Render a video of the splats along a camera path (stage 4)."""
     with _errors():
         ws = _existing_workspace(workspace)
         extra = []
-        for name, value in (("path", path), ("seconds", seconds), ("resolution", resolution),
-                            ("fps", fps), ("aspect", aspect), ("side_by_side", side_by_side)):
+        for name, value in (
+            ("path", path),
+            ("seconds", seconds),
+            ("resolution", resolution),
+            ("fps", fps),
+            ("aspect", aspect),
+            ("side_by_side", side_by_side),
+        ):
             if value is not None:
                 extra.append(f"render.{name}={json.dumps(value)}")
-        _run(ws, _config(ws, preset, set_, device, extra), ("render",), quiet, verbose,
-             "vid3d render", force=force)
+        _run(
+            ws,
+            _config(ws, preset, set_, device, extra),
+            ("render",),
+            quiet,
+            verbose,
+            "vid3d render",
+            force=force,
+        )
 
 
 @app.command()
 def export(
     workspace: WorkspaceArg,
     format: Annotated[str, typer.Option("--format", "-f", help="ply or splat.")] = "ply",
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file. Default: "
-                                                "splats/point_cloud.ply or splats/scene.splat.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Output file. Default: splats/point_cloud.ply or splats/scene.splat."
+        ),
+    ] = None,
     frame: Annotated[str, typer.Option(help="sfm (COLMAP's frame) or normalized.")] = "sfm",
 ) -> None:
     """Write the trained splats as a 3DGS PLY or a .splat file, from the checkpoint."""
-    from .stages.splat import export_workspace
+    from vid3d.stages.splat import export_workspace
 
     with _errors():
         path = export_workspace(_existing_workspace(workspace), format, out, frame)
@@ -250,44 +349,77 @@ def export(
 @app.command()
 def batch(
     folder: Annotated[Path, typer.Argument(help="Folder of videos (mp4 mov m4v webm mkv avi).")],
-    out: Annotated[Path, typer.Option(
-        "--out", "-o", help="Results: a workspace per video, summary.csv, summary.json.")
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Results: a workspace per video, summary.csv, summary.json.")
     ] = Path("results"),
-    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Search sub-folders.")
-                         ] = False,
-    glob: Annotated[Optional[str], typer.Option(
-        help="Only videos whose relative path or name matches, e.g. '*_svd.mp4'.")] = None,
-    jobs: Annotated[Optional[int], typer.Option(
-        "--jobs", "-j", min=1, help="Videos at a time. Default: one per GPU, else a quarter "
-        "of the CPU cores. With Ray: most tasks in flight.")] = None,
-    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failure.")
-                         ] = False,
-    ray: Annotated[bool, typer.Option(
-        "--ray", help="One Ray task per video: the cluster in RAY_ADDRESS, a running local "
-        "one, or a new local one.")] = False,
-    ray_address: Annotated[Optional[str], typer.Option(
-        help="Ray cluster address (implies --ray).")] = None,
-    preset: Annotated[Optional[str], typer.Option(
-        "--preset", "-p", help="Preset name or TOML file for every video (default: default); "
-        "vid3d.toml files next to the videos override it.")] = None,
-    set_: Sets = None, device: Device = None, force: Force = False,
-    quiet: Quiet = False, verbose: Verbose = False,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Search sub-folders.")] = False,
+    glob: Annotated[
+        str | None, typer.Option(help="Only videos whose relative path or name matches, e.g. '*_svd.mp4'.")
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Videos at a time. Default: one per GPU, else a quarter "
+            "of the CPU cores. With Ray: most tasks in flight.",
+        ),
+    ] = None,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failure.")] = False,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="One Ray task per video: the cluster in RAY_ADDRESS, a running local "
+            "one, or a new local one.",
+        ),
+    ] = False,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (implies --ray).")] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            "--preset",
+            "-p",
+            help="Preset name or TOML file for every video (default: default); "
+            "vid3d.toml files next to the videos override it.",
+        ),
+    ] = None,
+    set_: Sets = None,
+    device: Device = None,
+    force: Force = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Reconstruct every video in a folder: resumable, one failure does not stop the rest."""
-    from .batch import run_batch
+    from vid3d.batch import run_batch
 
     with _errors():
         overrides = list(set_ or []) + ([f'device="{device}"'] if device else [])
-        result = run_batch(folder, out, preset=preset or "default", overrides=overrides,
-                           recursive=recursive, glob=glob, jobs=jobs, fail_fast=fail_fast,
-                           force=force, ray=ray, ray_address=ray_address,
-                           monitor=RichBatchMonitor(0 if quiet else 2 if verbose else 1))
+        result = run_batch(
+            folder,
+            out,
+            preset=preset or "default",
+            overrides=overrides,
+            recursive=recursive,
+            glob=glob,
+            jobs=jobs,
+            fail_fast=fail_fast,
+            force=force,
+            ray=ray,
+            ray_address=ray_address,
+            monitor=RichBatchMonitor(0 if quiet else 2 if verbose else 1),
+        )
         if not quiet:
             console.print(batch_table(result))
             console.print(f"summary: {result.summary_csv}", highlight=False)
     if result.failed:
-        console.print(f"[bold red]error:[/] {len(result.failed)} of {len(result.rows)} videos "
-                      f"failed; see {result.summary_csv}", highlight=False, soft_wrap=True)
+        console.print(
+            f"[bold red]error:[/] {len(result.failed)} of {len(result.rows)} videos "
+            f"failed; see {result.summary_csv}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if not result.ok:
         raise typer.Exit(1)
 
@@ -297,7 +429,7 @@ def doctor() -> None:
     """What this machine can do: torch, CUDA, gsplat, pycolmap, ffmpeg/H.264, versions."""
     from rich.table import Table
 
-    from .doctor import run_checks
+    from vid3d.doctor import run_checks
 
     table = Table(title=f"vid3d {__version__} · doctor", title_justify="left")
     table.add_column("")

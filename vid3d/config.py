@@ -23,11 +23,12 @@ import math
 import re
 import tomllib
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal, Mapping
+from typing import Annotated, Any, Literal
 
-from .errors import ConfigError
+from vid3d.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,12 @@ class Range:
     le: float | None = None
 
     def contains(self, x: float) -> bool:
-        return ((self.gt is None or x > self.gt) and (self.ge is None or x >= self.ge)
-                and (self.lt is None or x < self.lt) and (self.le is None or x <= self.le))
+        return (
+            (self.gt is None or x > self.gt)
+            and (self.ge is None or x >= self.ge)
+            and (self.lt is None or x < self.lt)
+            and (self.le is None or x <= self.le)
+        )
 
     def describe(self) -> str:
         """The bounds in words: ``"> 0"``, ``"in [0, 1]"``..."""
@@ -94,24 +99,40 @@ def is_path_file(path: str) -> bool:
     return path.lower().endswith(".json")
 
 
-DEVICE = Format('"auto", "cpu", "cuda" or "cuda:N"',
-                lambda s: re.fullmatch(r"auto|cpu|cuda(:\d+)?", s) is not None)
-RESOLUTION = Format(f"one of {_quoted(RESOLUTIONS)} or \"WIDTHxHEIGHT\" (2 to 8192 pixels a side)",
-                    lambda s: s in RESOLUTIONS or _is_size(s))
+DEVICE = Format(
+    '"auto", "cpu", "cuda" or "cuda:N"', lambda s: re.fullmatch(r"auto|cpu|cuda(:\d+)?", s) is not None
+)
+RESOLUTION = Format(
+    f'one of {_quoted(RESOLUTIONS)} or "WIDTHxHEIGHT" (2 to 8192 pixels a side)',
+    lambda s: s in RESOLUTIONS or _is_size(s),
+)
 ASPECT = Format('"W:H" (such as "16:9", "9:16", "1:1", "4:3") or "input"', _is_aspect)
-CAMERA_PATH = Format(f"one of {_quoted(PATH_TYPES)} or a camera path file ending in \".json\"",
-                     lambda s: s in PATH_TYPES or is_path_file(s))
+CAMERA_PATH = Format(
+    f'one of {_quoted(PATH_TYPES)} or a camera path file ending in ".json"',
+    lambda s: s in PATH_TYPES or is_path_file(s),
+)
 
-CameraModel = Literal["auto", "SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV",
-                      "FULL_OPENCV", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE", "OPENCV_FISHEYE"]
+CameraModel = Literal[
+    "auto",
+    "SIMPLE_PINHOLE",
+    "PINHOLE",
+    "SIMPLE_RADIAL",
+    "RADIAL",
+    "OPENCV",
+    "FULL_OPENCV",
+    "SIMPLE_RADIAL_FISHEYE",
+    "RADIAL_FISHEYE",
+    "OPENCV_FISHEYE",
+]
 """The camera models the poses stage takes (:data:`vid3d.stages.poses.CAMERA_MODELS`)."""
 Matcher = Literal["auto", "sequential", "exhaustive"]
 Mapper = Literal["global", "incremental"]
 Strategy = Literal["default", "mcmc"]
 Backend = Literal["auto", "gsplat", "cpu", "torch"]
 """As :data:`vid3d.splats.rasterize.Backend`."""
-X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
-                     "slower", "veryslow"]
+X264Preset = Literal[
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
+]
 Preview = Literal["webp", "gif", "none"]
 
 PositiveInt = Annotated[int, Range(gt=0)]
@@ -288,15 +309,25 @@ class SplatConfig:
     seed: int = 0
     """Random seed."""
 
-
-    def scaled(self) -> "SplatConfig":
+    def scaled(self) -> SplatConfig:
         """This config with ``schedule_scale`` applied to every step count (and set to 1)."""
         k = self.schedule_scale
-        fields = ("steps", "coarse_steps", "sh_degree_interval", "eval_every", "refine_start", "refine_stop",
-                  "refine_every", "reset_every", "checkpoint_every")
+        fields = (
+            "steps",
+            "coarse_steps",
+            "sh_degree_interval",
+            "eval_every",
+            "refine_start",
+            "refine_stop",
+            "refine_every",
+            "reset_every",
+            "checkpoint_every",
+        )
         return dataclasses.replace(
-            self, schedule_scale=1.0,
-            **{f: max(1, round(getattr(self, f) * k)) if getattr(self, f) > 0 else 0 for f in fields})
+            self,
+            schedule_scale=1.0,
+            **{f: max(1, round(getattr(self, f) * k)) if getattr(self, f) > 0 else 0 for f in fields},
+        )
 
 
 @dataclass
@@ -485,8 +516,9 @@ def _coerce(value: Any, tp: Any, where: str, source: str | None = None) -> Any:
                 return tuple(_coerce(v, a, where) for v, a in zip(value, args))
             except ConfigError:
                 pass
-    raise ConfigError(f"{where} must be {_type_words(tp)}; got {_show(value)}{_from(source)}",
-                      _hint(where, source))
+    raise ConfigError(
+        f"{where} must be {_type_words(tp)}; got {_show(value)}{_from(source)}", _hint(where, source)
+    )
 
 
 def _problem(value: Any, tp: Any) -> str | None:
@@ -521,8 +553,7 @@ def _fields(cfg: Config) -> typing.Iterator[tuple[str, Any, Any]]:
             yield f"{section}.{name}", getattr(obj, name), tp
 
 
-def _rule_error(message: str, fields: tuple[str, ...], sources: Mapping[str, str],
-                hint: str) -> ConfigError:
+def _rule_error(message: str, fields: tuple[str, ...], sources: Mapping[str, str], hint: str) -> ConfigError:
     srcs = list(dict.fromkeys(sources[f] for f in fields if f in sources))
     return ConfigError(message + _from("; ".join(srcs)), hint)
 
@@ -533,24 +564,35 @@ def _check_rules(cfg: Config, sources: Mapping[str, str], check_files: bool) -> 
     if s.refine_start > s.refine_stop:
         d = SplatConfig()
         raise _rule_error(
-            f"splat.refine_start must be at most splat.refine_stop; got {s.refine_start} > "
-            f"{s.refine_stop}", ("splat.refine_start", "splat.refine_stop"), sources,
+            f"splat.refine_start must be at most splat.refine_stop; got {s.refine_start} > {s.refine_stop}",
+            ("splat.refine_start", "splat.refine_stop"),
+            sources,
             f"densification runs from refine_start to refine_stop: lower splat.refine_start or "
-            f"raise splat.refine_stop; the defaults are {d.refine_start} and {d.refine_stop}")
+            f"raise splat.refine_stop; the defaults are {d.refine_start} and {d.refine_stop}",
+        )
     if s.backend == "gsplat" and cfg.device == "cpu":
-        raise _rule_error('splat.backend "gsplat" needs a CUDA device; got device "cpu"',
-                          ("splat.backend", "device"), sources,
-                          "use --set splat.backend=auto, or --set device=cuda on a machine with CUDA")
+        raise _rule_error(
+            'splat.backend "gsplat" needs a CUDA device; got device "cpu"',
+            ("splat.backend", "device"),
+            sources,
+            "use --set splat.backend=auto, or --set device=cuda on a machine with CUDA",
+        )
     if s.backend in ("cpu", "torch") and cfg.device.startswith("cuda"):
-        raise _rule_error(f"splat.backend {_show(s.backend)} runs on the CPU; got device "
-                          f"{_show(cfg.device)}", ("splat.backend", "device"), sources,
-                          "use --set splat.backend=auto, which takes gsplat on CUDA, or --set device=cpu")
+        raise _rule_error(
+            f"splat.backend {_show(s.backend)} runs on the CPU; got device {_show(cfg.device)}",
+            ("splat.backend", "device"),
+            sources,
+            "use --set splat.backend=auto, which takes gsplat on CUDA, or --set device=cpu",
+        )
     if is_path_file(r.path):
         if r.side_by_side:
             raise _rule_error(
                 f"render.side_by_side follows the input cameras and cannot be combined with the "
-                f"path file render.path={_show(r.path)}", ("render.side_by_side", "render.path"),
-                sources, "drop side_by_side, or use a named path such as --set render.path=orbit")
+                f"path file render.path={_show(r.path)}",
+                ("render.side_by_side", "render.path"),
+                sources,
+                "drop side_by_side, or use a named path such as --set render.path=orbit",
+            )
         path = Path(r.path)
         if check_files and not path.is_file():
             where = "" if path.is_absolute() else f" in {Path.cwd()}"
@@ -559,11 +601,11 @@ def _check_rules(cfg: Config, sources: Mapping[str, str], check_files: bool) -> 
                 f"render.path must be a named path or an existing .json file; got {_show(r.path)}, "
                 f"which {why}{_from(sources.get('render.path'))}",
                 "give a camera path file written by `vid3d render`, such as WORKSPACE/renders/orbit.json, "
-                "relative to the current directory, or a named path, e.g. --set render.path=orbit")
+                "relative to the current directory, or a named path, e.g. --set render.path=orbit",
+            )
 
 
-def validate(cfg: Config, *, sources: Mapping[str, str] | None = None,
-             check_files: bool = True) -> Config:
+def validate(cfg: Config, *, sources: Mapping[str, str] | None = None, check_files: bool = True) -> Config:
     """Check every field of ``cfg`` and the rules between fields, before any stage runs.
 
     A field's type says what it accepts: a ``Literal`` lists the choices, ``Range``
@@ -593,8 +635,9 @@ def validate(cfg: Config, *, sources: Mapping[str, str] | None = None,
         _coerce(value, tp, where, source)  # the type, for configs built in code
         accepts = _problem(value, tp)
         if accepts is not None:
-            raise ConfigError(f"{where} must be {accepts}; got {_show(value)}{_from(source)}",
-                              _hint(where, source))
+            raise ConfigError(
+                f"{where} must be {accepts}; got {_show(value)}{_from(source)}", _hint(where, source)
+            )
     _check_rules(cfg, sources, check_files)
     return cfg
 
@@ -606,22 +649,27 @@ def _apply(cfg: Config, data: dict[str, Any], source: str, sources: dict[str, st
     for key, value in data.items():
         if key in SECTIONS:
             if not isinstance(value, dict):
-                raise ConfigError(f"[{key}] in {source} must be a table",
-                                  f"write its fields as {key}.FIELD=VALUE or under [{key}]")
+                raise ConfigError(
+                    f"[{key}] in {source} must be a table",
+                    f"write its fields as {key}.FIELD=VALUE or under [{key}]",
+                )
             section = getattr(cfg, key)
             hints = _hints(type(section))
             for name, v in value.items():
                 if name not in hints:
-                    raise ConfigError(f"unknown option {key}.{name} in {source}",
-                                      _known(name, list(hints), f"{key}."))
+                    raise ConfigError(
+                        f"unknown option {key}.{name} in {source}", _known(name, list(hints), f"{key}.")
+                    )
                 setattr(section, name, _coerce(v, hints[name], f"{key}.{name}", source))
                 sources[f"{key}.{name}"] = source
         elif key in top_fields:
             setattr(cfg, key, _coerce(value, top_hints[key], key, source))
             sources[key] = source
         else:
-            raise ConfigError(f"unknown option {key} in {source}",
-                              _known(key, top_fields + list(SECTIONS), sections=SECTIONS))
+            raise ConfigError(
+                f"unknown option {key} in {source}",
+                _known(key, top_fields + list(SECTIONS), sections=SECTIONS),
+            )
 
 
 def parse_override(text: str) -> dict[str, Any]:

@@ -4,18 +4,26 @@ for ``vid3d batch``, the live display (:class:`RichBatchMonitor`) and its table
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID,
-                           TextColumn, TimeElapsedColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from .batch import BatchResult, Job, VideoResult
+    from vid3d.batch import BatchResult, Job, VideoResult
 
 console = Console(stderr=True)
 
@@ -56,13 +64,19 @@ class RichReporter:
     def __init__(self, verbosity: int = 1):
         self.verbosity = verbosity
         self.progress = Progress(
-            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
-            MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
-            console=console, transient=True, disable=verbosity == 0 or not console.is_terminal,
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=console,
+            transient=True,
+            disable=verbosity == 0 or not console.is_terminal,
         )
         self.warnings: list[str] = []
 
-    def __enter__(self) -> "RichReporter":
+    def __enter__(self) -> RichReporter:
         self.progress.start()
         return self
 
@@ -106,15 +120,22 @@ def headline(stage: str, m: dict[str, Any]) -> str:
         size = m.get("output_size") or [m.get("width"), m.get("height")]
         return f"{g('kept')} of {g('decoded')} frames kept{why}; {size[0]}x{size[1]}"
     if stage == "poses":
-        return (f"{g('registered')}/{g('total')} frames registered, "
-                f"reprojection error {g('mean_reprojection_error', '{:.2f}')} px, "
-                f"{g('points')} points")
+        return (
+            f"{g('registered')}/{g('total')} frames registered, "
+            f"reprojection error {g('mean_reprojection_error', '{:.2f}')} px, "
+            f"{g('points')} points"
+        )
     if stage == "splat":
         scored = "PSNR on training frames" if m.get("eval_on") == "training" else "held-out PSNR"
-        return (f"{g('steps')} steps, {g('gaussians')} Gaussians, {scored} "
-                f"{g('psnr_initial', '{:.2f}')} -> {g('psnr', '{:.2f}')} dB"
-                + (f" ({m['psnr_raw']:.2f} uncorrected)"
-                   if m.get("psnr_raw") is not None and m.get("psnr_raw") != m.get("psnr") else ""))
+        return (
+            f"{g('steps')} steps, {g('gaussians')} Gaussians, {scored} "
+            f"{g('psnr_initial', '{:.2f}')} -> {g('psnr', '{:.2f}')} dB"
+            + (
+                f" ({m['psnr_raw']:.2f} uncorrected)"
+                if m.get("psnr_raw") is not None and m.get("psnr_raw") != m.get("psnr")
+                else ""
+            )
+        )
     if stage == "render":
         outputs = m.get("outputs") or []
         main = next((o for o in outputs if str(o).endswith(".mp4")), "?")
@@ -144,19 +165,27 @@ def pairs_table(metrics: dict[str, Any], rows: int = 12) -> Table | None:
     pairs = metrics.get("pairs") or []
     if not pairs:
         return None
-    table = Table(title="consecutive frames: geometric consistency (weakest first)",
-                  title_justify="left")
+    table = Table(title="consecutive frames: geometric consistency (weakest first)", title_justify="left")
     for col in ("frames", "matches", "verified", "inlier ratio"):
         table.add_column(col, justify="left" if col == "frames" else "right")
     weakest = sorted(pairs, key=lambda p: (p.get("verified") or 0, p.get("inlier_ratio") or 0))
     for p in weakest[:rows]:
-        table.add_row(escape(f"{p['name1']} - {p['name2']}"), str(p.get("matches")), str(p.get("verified")),
-                      f"{p.get('inlier_ratio') or 0:.2f}")
+        table.add_row(
+            escape(f"{p['name1']} - {p['name2']}"),
+            str(p.get("matches")),
+            str(p.get("verified")),
+            f"{p.get('inlier_ratio') or 0:.2f}",
+        )
     if len(pairs) > rows:
         verified = sorted(p.get("verified") or 0 for p in pairs)
         ratios = sorted(p.get("inlier_ratio") or 0 for p in pairs)
-        table.add_row(f"median of {len(pairs)} pairs", "", str(verified[len(verified) // 2]),
-                      f"{ratios[len(ratios) // 2]:.2f}", style="dim")
+        table.add_row(
+            f"median of {len(pairs)} pairs",
+            "",
+            str(verified[len(verified) // 2]),
+            f"{ratios[len(ratios) // 2]:.2f}",
+            style="dim",
+        )
     return table
 
 
@@ -173,16 +202,22 @@ class RichBatchMonitor:
     """
 
     def __init__(self, verbosity: int = 1):
-        from .pipeline import STAGES
+        from vid3d.pipeline import STAGES
 
         self.verbosity = verbosity
         self.console = console
         self.stages = len(STAGES)
         self.progress = Progress(
-            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(bar_width=24),
-            TextColumn("{task.fields[count]}"), TimeElapsedColumn(),
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(bar_width=24),
+            TextColumn("{task.fields[count]}"),
+            TimeElapsedColumn(),
             TextColumn("{task.fields[info]}"),
-            console=console, transient=True, disable=verbosity == 0 or not console.is_terminal)
+            console=console,
+            transient=True,
+            disable=verbosity == 0 or not console.is_terminal,
+        )
         self.rows: dict[str, Any] = {}  # key -> rich task id
         # key -> task id -> [description, completed, total, info]
         self.tasks: dict[str, dict[int, list]] = {}
@@ -195,12 +230,16 @@ class RichBatchMonitor:
         self.jobs = {j.name: j for j in jobs}
         if self.verbosity >= 1:
             done = len(jobs) - todo
-            self.console.print(f"vid3d batch: {len(jobs)} videos"
-                               + (f", {done} finished earlier (skipped)" if done else "")
-                               + f", {todo} to run ({backend})", highlight=False)
+            self.console.print(
+                f"vid3d batch: {len(jobs)} videos"
+                + (f", {done} finished earlier (skipped)" if done else "")
+                + f", {todo} to run ({backend})",
+                highlight=False,
+            )
         self.progress.start()
-        self.overall = self.progress.add_task(f"batch ({backend})", total=len(jobs),
-                                              count=f"0/{len(jobs)}", info="")
+        self.overall = self.progress.add_task(
+            f"batch ({backend})", total=len(jobs), count=f"0/{len(jobs)}", info=""
+        )
 
     def _overall(self) -> None:
         counts: dict[str, int] = {}
@@ -212,8 +251,9 @@ class RichBatchMonitor:
 
     def job_started(self, job: Job) -> None:
         self.tasks[job.name] = {}
-        self.rows[job.name] = self.progress.add_task(_short(job.rel), total=self.stages,
-                                                     count="", info="[dim]waiting[/]")
+        self.rows[job.name] = self.progress.add_task(
+            _short(job.rel), total=self.stages, count="", info="[dim]waiting[/]"
+        )
 
     def event(self, event: tuple) -> None:
         key, kind = event[0], event[1]
@@ -234,8 +274,7 @@ class RichBatchMonitor:
     def _log(self, key: str, level: str, message: str) -> None:
         name = self.jobs[key].rel if key in self.jobs else key
         if level == "warn":
-            self.progress.console.print(f"[yellow]warning:[/] {name}: {message}",
-                                        highlight=False)
+            self.progress.console.print(f"[yellow]warning:[/] {name}: {message}", highlight=False)
         elif level == "info" and self.verbosity >= 2:
             self.progress.console.print(f"[dim]·[/] {name}: {message}", highlight=False)
 
@@ -253,57 +292,75 @@ class RichBatchMonitor:
                 info += f" · {inner[0]} {int(inner[1])}/{int(inner[2])}"
             else:
                 info += f" · {inner[0]}"
-        self.progress.update(self.rows[key], completed=completed, total=top[2] or self.stages,
-                             info=info)
+        self.progress.update(self.rows[key], completed=completed, total=top[2] or self.stages, info=info)
 
     def job_finished(self, job: Job, result: VideoResult) -> None:
-        from .batch import BUSY, DONE, FAILED, SKIPPED
+        from vid3d.batch import BUSY, DONE, FAILED, SKIPPED
 
         self.results.append(result)
         if job.name in self.rows:
             self.progress.remove_task(self.rows.pop(job.name))
         self.tasks.pop(job.name, None)
         self._overall()
-        if (self.verbosity >= 1 and result.status != SKIPPED) or self.verbosity >= 2 \
-                or result.status == FAILED:
-            mark = {DONE: "[green]done[/]", SKIPPED: "[dim]skipped[/]", FAILED: "[red]failed[/]",
-                    BUSY: "[yellow]busy[/]"}.get(result.status, result.status)
+        if (
+            (self.verbosity >= 1 and result.status != SKIPPED)
+            or self.verbosity >= 2
+            or result.status == FAILED
+        ):
+            mark = {
+                DONE: "[green]done[/]",
+                SKIPPED: "[dim]skipped[/]",
+                FAILED: "[red]failed[/]",
+                BUSY: "[yellow]busy[/]",
+            }.get(result.status, result.status)
             tail = f": {result.error}" if result.error else ""
             took = f" ({result.wall_seconds:.1f} s)" if result.status == DONE else ""
-            self.progress.console.print(f"{mark} {result.video}{took}{tail}", highlight=False,
-                                        soft_wrap=True)
+            self.progress.console.print(f"{mark} {result.video}{took}{tail}", highlight=False, soft_wrap=True)
 
     def stop(self) -> None:
         self.progress.stop()
 
 
 def _short(text: str, n: int = 32) -> str:
-    return text if len(text) <= n else "…" + text[-(n - 1):]
+    return text if len(text) <= n else "…" + text[-(n - 1) :]
 
 
 def batch_table(result: BatchResult, title: str | None = None) -> Table:
     """A table of a batch: video, status, frames, registered, PSNR (dB), Gaussians,
     time (of the finished stages), error."""
-    from .batch import BUSY, CANCELLED, DONE, FAILED, SKIPPED
+    from vid3d.batch import BUSY, CANCELLED, DONE, FAILED, SKIPPED
 
-    counts = ", ".join(f"{result.count(s)} {s}" for s in (DONE, SKIPPED, FAILED, BUSY, CANCELLED)
-                       if result.count(s))
-    table = Table(title=title or f"vid3d batch · {result.out} · {counts}", title_justify="left",
-                  box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+    counts = ", ".join(
+        f"{result.count(s)} {s}" for s in (DONE, SKIPPED, FAILED, BUSY, CANCELLED) if result.count(s)
+    )
+    table = Table(
+        title=title or f"vid3d batch · {result.out} · {counts}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+    )
     table.add_column("video", overflow="fold", min_width=10, ratio=2)
     table.add_column("status", no_wrap=True)
     for name in ("frames", "registered", "PSNR", "Gaussians", "time"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("error", overflow="fold", min_width=16, ratio=3)
-    style = {DONE: "[green]done[/]", SKIPPED: "[dim]skipped[/]", FAILED: "[red]failed[/]",
-             BUSY: "[yellow]busy[/]", CANCELLED: "[yellow]cancelled[/]"}
+    style = {
+        DONE: "[green]done[/]",
+        SKIPPED: "[dim]skipped[/]",
+        FAILED: "[red]failed[/]",
+        BUSY: "[yellow]busy[/]",
+        CANCELLED: "[yellow]cancelled[/]",
+    }
     for r in result.rows:
         table.add_row(
-            r.video, style.get(r.status, r.status),
+            r.video,
+            style.get(r.status, r.status),
             "" if r.frames is None else str(r.frames),
             "" if r.registered is None else f"{r.registered}/{r.frames}",
             "" if r.psnr is None else f"{r.psnr:.2f}",
             "" if r.gaussians is None else f"{r.gaussians:,}",
             "" if r.seconds is None else f"{r.seconds:.1f} s",
-            r.error or "")
+            r.error or "",
+        )
     return table

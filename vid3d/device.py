@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import ConfigError
+from vid3d.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ def choose_device(device: str) -> DeviceChoice:
             index PyTorch does not see, or gsplat's CUDA kernels that cannot be loaded
             (the hint says how to install them).
     """
-    from .splats.rasterize import cuda_backend_error, prepare_cuda_backend
+    from vid3d.splats.rasterize import cuda_backend_error, prepare_cuda_backend
 
     if device == "auto":
         if not torch.cuda.is_available():
@@ -42,11 +42,12 @@ def choose_device(device: str) -> DeviceChoice:
         st = prepare_cuda_backend()
         if st["state"] == "loaded":
             return DeviceChoice(torch.device("cuda"))
-        return DeviceChoice(torch.device("cpu"),
-                            f"{st['detail']}: running on the CPU instead ({st['hint']})")
+        return DeviceChoice(torch.device("cpu"), f"{st['detail']}: running on the CPU instead ({st['hint']})")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but PyTorch sees no CUDA GPU",
-                          "use --device cpu, or install a CUDA build of PyTorch")
+        raise ConfigError(
+            "--device cuda was asked for but PyTorch sees no CUDA GPU",
+            "use --device cpu, or install a CUDA build of PyTorch",
+        )
     try:
         dev = torch.device(device)
     except RuntimeError as e:
@@ -54,9 +55,11 @@ def choose_device(device: str) -> DeviceChoice:
     if dev.type == "cuda":
         count = torch.cuda.device_count()
         if dev.index is not None and dev.index >= count:
-            raise ConfigError(f"--device {device} was asked for but PyTorch sees {count} GPU"
-                              f"{'s' if count != 1 else ''} (CUDA_VISIBLE_DEVICES narrows them)",
-                              f"use --device cuda:0 ... cuda:{count - 1}, or --device cuda")
+            raise ConfigError(
+                f"--device {device} was asked for but PyTorch sees {count} GPU"
+                f"{'s' if count != 1 else ''} (CUDA_VISIBLE_DEVICES narrows them)",
+                f"use --device cuda:0 ... cuda:{count - 1}, or --device cuda",
+            )
         st = prepare_cuda_backend()
         if st["state"] != "loaded":
             raise cuda_backend_error(st, ConfigError)
@@ -64,7 +67,7 @@ def choose_device(device: str) -> DeviceChoice:
 
 
 def resolve_device(device: str) -> torch.device:
-    """"auto" is CUDA when available and gsplat's CUDA kernels load, else CPU; "cuda"
+    """ "auto" is CUDA when available and gsplat's CUDA kernels load, else CPU; "cuda"
     without CUDA or without those kernels is an error. See :func:`choose_device`.
 
     Raises:
@@ -79,7 +82,7 @@ def cuda_fallback_reason() -> str | None:
     loaded or not tried yet. Compiles nothing."""
     if not torch.cuda.is_available():
         return None
-    from .splats.rasterize import cuda_backend_status
+    from vid3d.splats.rasterize import cuda_backend_status
 
     st = cuda_backend_status()
     if st["usable"] is not False:

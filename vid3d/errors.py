@@ -91,9 +91,9 @@ def os_error(e: OSError) -> FileSystemError:
         errno.ENOSPC: "free some disk space and run the command again; finished stages are kept",
         errno.EDQUOT: "free some space within your quota and run the command again",
         errno.EFBIG: "the file grew past the size allowed here (ulimit -f); raise the limit "
-                     "or write to another disk",
+        "or write to another disk",
         errno.EROFS: "the folder is on a read-only file system: copy the workspace somewhere "
-                     "writable, or give --out a writable folder",
+        "writable, or give --out a writable folder",
         errno.EACCES: "you may not write there: check the permissions, or choose another folder",
         errno.EPERM: "you may not write there: check the permissions, or choose another folder",
         errno.ENAMETOOLONG: "use a shorter path",
@@ -111,15 +111,19 @@ def storage_hint(path) -> str | None:
     except OSError:
         free = None
     if free is not None and free < 256 << 20:
-        return (f"only {free / 2**20:.0f} MB are free on the disk of {path}: free some space "
-                "and run the command again")
+        return (
+            f"only {free / 2**20:.0f} MB are free on the disk of {path}: free some space "
+            "and run the command again"
+        )
     try:
         import resource
 
         soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
         if soft != resource.RLIM_INFINITY:
-            return (f"files may not grow past {soft} bytes here (ulimit -f): raise the limit "
-                    "and run the command again")
+            return (
+                f"files may not grow past {soft} bytes here (ulimit -f): raise the limit "
+                "and run the command again"
+            )
     except (ImportError, OSError, ValueError):
         pass
     return None

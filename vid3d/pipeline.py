@@ -17,23 +17,26 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from . import __version__
-from .config import Config, dump_config, load_config_file, validate
-from .errors import InputError, MissingStageError, Vid3dError
-from .progress import NULL_REPORTER, Reporter
-from .transaction import claim, locked, stage_transaction
-from .workspace import (Workspace, fingerprint_file, fingerprint_paths, json_safe, write_json,
-                        write_text)
+from vid3d import __version__
+from vid3d.config import Config, dump_config, load_config_file, validate
+from vid3d.errors import InputError, MissingStageError, Vid3dError
+from vid3d.progress import NULL_REPORTER, Reporter
+from vid3d.transaction import claim, locked, stage_transaction
+from vid3d.workspace import Workspace, fingerprint_file, fingerprint_paths, json_safe, write_json, write_text
 
 STAGES = ("frames", "poses", "splat", "render")
 
 #: What each stage needs before it can run, and the command that makes it.
-_NEEDS = {"poses": ("images", "vid3d frames VIDEO --out"), "splat": ("sparse0", "vid3d poses"),
-          "render": ("ckpt", "vid3d train")}
+_NEEDS = {
+    "poses": ("images", "vid3d frames VIDEO --out"),
+    "splat": ("sparse0", "vid3d poses"),
+    "render": ("ckpt", "vid3d train"),
+}
 
 
 def stage_outputs(ws: Workspace, stage: str) -> list[Path]:
@@ -46,16 +49,18 @@ def stage_outputs(ws: Workspace, stage: str) -> list[Path]:
     }[stage]
 
 
-def stage_inputs(ws: Workspace, stage: str, cfg: Config, video: Path | None = None,
-                 shot: int | None = None) -> dict[str, Any]:
+def stage_inputs(
+    ws: Workspace, stage: str, cfg: Config, video: Path | None = None, shot: int | None = None
+) -> dict[str, Any]:
     """A fingerprint of what a stage reads."""
     if stage == "frames":  # the video's content, not its path: a moved clip is the same clip
         return {"content": fingerprint_file(video), "shot": shot}
     attr, command = _NEEDS[stage]
     path = getattr(ws, attr)
     if not path.exists() or (path.is_dir() and not any(path.iterdir())):
-        raise MissingStageError(f"{path} is missing, so `{stage}` cannot run",
-                                f"run `{command} {ws.root}` first")
+        raise MissingStageError(
+            f"{path} is missing, so `{stage}` cannot run", f"run `{command} {ws.root}` first"
+        )
     prev = STAGES[STAGES.index(stage) - 1]
     inputs = {"previous": fingerprint_paths([p for p in stage_outputs(ws, prev) if p.exists()])}
     if stage == "render" and cfg.render.path.endswith(".json"):  # a user-edited camera path
@@ -80,22 +85,31 @@ def is_up_to_date(ws: Workspace, stage: str, cfg: Config, inputs: dict[str, Any]
     if m is None:
         return False
     outputs = stage_outputs(ws, stage)
-    return (m.get("vid3d_version") == __version__
-            and m.get("config_hash") == cfg.section_hash(stage)
-            and m.get("inputs") == inputs
-            and all(p.exists() for p in outputs)
-            and m.get("output_fingerprint") == fingerprint_paths(outputs))
+    return (
+        m.get("vid3d_version") == __version__
+        and m.get("config_hash") == cfg.section_hash(stage)
+        and m.get("inputs") == inputs
+        and all(p.exists() for p in outputs)
+        and m.get("output_fingerprint") == fingerprint_paths(outputs)
+    )
 
 
 def _stage_function(stage: str) -> Callable[..., dict[str, Any]]:
-    from .stages import frames, poses, render, splat
+    from vid3d.stages import frames, poses, render, splat
 
     return {"frames": frames.run, "poses": poses.run, "splat": splat.run, "render": render.run}[stage]
 
 
-def run_stage(ws: Workspace, stage: str, cfg: Config, *, force: bool = False,
-              video: Path | None = None, shot: int | None = None,
-              reporter: Reporter = NULL_REPORTER) -> StageOutcome:
+def run_stage(
+    ws: Workspace,
+    stage: str,
+    cfg: Config,
+    *,
+    force: bool = False,
+    video: Path | None = None,
+    shot: int | None = None,
+    reporter: Reporter = NULL_REPORTER,
+) -> StageOutcome:
     """Run one stage unless it is up to date; write its manifest and ``vid3d.toml``.
 
     The stage runs as one transaction (:func:`vid3d.transaction.stage_transaction`): if
@@ -127,17 +141,20 @@ def run_stage(ws: Workspace, stage: str, cfg: Config, *, force: bool = False,
             metrics = fn(ws, cfg, reporter)
         seconds = time.perf_counter() - t0
         outputs = stage_outputs(ws, stage)
-        write_json(ws.manifest_path(stage), {
-            "stage": stage,
-            "vid3d_version": __version__,
-            "config_hash": cfg.section_hash(stage),
-            "inputs": inputs,
-            "outputs": [p.relative_to(ws.root).as_posix() for p in outputs],
-            "output_fingerprint": fingerprint_paths(outputs),
-            "seconds": seconds,
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "metrics": metrics,
-        })
+        write_json(
+            ws.manifest_path(stage),
+            {
+                "stage": stage,
+                "vid3d_version": __version__,
+                "config_hash": cfg.section_hash(stage),
+                "inputs": inputs,
+                "outputs": [p.relative_to(ws.root).as_posix() for p in outputs],
+                "output_fingerprint": fingerprint_paths(outputs),
+                "seconds": seconds,
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "metrics": metrics,
+            },
+        )
         _save_config(ws, cfg, stage)
     return StageOutcome(stage, "ran", seconds, metrics)
 
@@ -166,8 +183,10 @@ def check_video(video: Path | None) -> Path:
         raise InputError("no input video given", "give the video's path: vid3d frames VIDEO --out DIR")
     video = Path(video)
     if video.is_dir():
-        raise InputError(f"{video} is a folder, not a video",
-                         f"to reconstruct every video in it, run `vid3d batch {video}`")
+        raise InputError(
+            f"{video} is a folder, not a video",
+            f"to reconstruct every video in it, run `vid3d batch {video}`",
+        )
     if not video.exists():
         raise InputError(f"video {video} does not exist", "check the path")
     if not video.is_file():
@@ -180,10 +199,17 @@ def check_video(video: Path | None) -> Path:
     return video
 
 
-def run_pipeline(ws: Workspace, cfg: Config, stages: tuple[str, ...] = STAGES, *,
-                 video: Path | None = None, shot: int | None = None, force: bool = False,
-                 reporter: Reporter = NULL_REPORTER, command: str | None = None
-                 ) -> list[StageOutcome]:
+def run_pipeline(
+    ws: Workspace,
+    cfg: Config,
+    stages: tuple[str, ...] = STAGES,
+    *,
+    video: Path | None = None,
+    shot: int | None = None,
+    force: bool = False,
+    reporter: Reporter = NULL_REPORTER,
+    command: str | None = None,
+) -> list[StageOutcome]:
     """Run stages in order, skipping those that are up to date, then write the report.
 
     The configuration is validated before anything runs. A workspace that is up to date
@@ -215,8 +241,9 @@ def run_pipeline(ws: Workspace, cfg: Config, stages: tuple[str, ...] = STAGES, *
                 with reporter.task("vid3d", total=len(stages)) as overall:
                     for i, stage in enumerate(stages):
                         overall.update(info=f"stage {i + 1}/{len(stages)}: {stage}")
-                        outcomes.append(run_stage(ws, stage, cfg, force=force, video=video,
-                                                  shot=shot, reporter=reporter))
+                        outcomes.append(
+                            run_stage(ws, stage, cfg, force=force, video=video, shot=shot, reporter=reporter)
+                        )
                         overall.advance()
             except BaseException:
                 if any(o.status == "ran" for o in outcomes):
@@ -234,8 +261,9 @@ def run_pipeline(ws: Workspace, cfg: Config, stages: tuple[str, ...] = STAGES, *
     return outcomes
 
 
-def _skipped_if_up_to_date(ws: Workspace, cfg: Config, stages: tuple[str, ...],
-                           video: Path | None, shot: int | None) -> list[StageOutcome] | None:
+def _skipped_if_up_to_date(
+    ws: Workspace, cfg: Config, stages: tuple[str, ...], video: Path | None, shot: int | None
+) -> list[StageOutcome] | None:
     """The outcomes of a run in which every stage is up to date, else None."""
     outcomes = []
     for stage in stages:
@@ -245,17 +273,33 @@ def _skipped_if_up_to_date(ws: Workspace, cfg: Config, stages: tuple[str, ...],
             return None
         if not is_up_to_date(ws, stage, cfg, inputs):
             return None
-        outcomes.append(StageOutcome(stage, "skipped", 0.0,
-                                     (ws.read_manifest(stage) or {}).get("metrics", {})))
+        outcomes.append(
+            StageOutcome(stage, "skipped", 0.0, (ws.read_manifest(stage) or {}).get("metrics", {}))
+        )
     return outcomes
 
 
-def reconstruct(video: Path, ws: Workspace, cfg: Config, *, shot: int | None = None,
-                force: bool = False, reporter: Reporter = NULL_REPORTER,
-                command: str | None = None) -> list[StageOutcome]:
+def reconstruct(
+    video: Path,
+    ws: Workspace,
+    cfg: Config,
+    *,
+    shot: int | None = None,
+    force: bool = False,
+    reporter: Reporter = NULL_REPORTER,
+    command: str | None = None,
+) -> list[StageOutcome]:
     """Video in, splats and an orbit video out: every stage in order."""
-    return run_pipeline(ws, cfg, STAGES, video=video, shot=shot, force=force,
-                        reporter=reporter, command=command or "vid3d reconstruct")
+    return run_pipeline(
+        ws,
+        cfg,
+        STAGES,
+        video=video,
+        shot=shot,
+        force=force,
+        reporter=reporter,
+        command=command or "vid3d reconstruct",
+    )
 
 
 def write_report(ws: Workspace) -> dict[str, Any]:
@@ -264,14 +308,15 @@ def write_report(ws: Workspace) -> dict[str, Any]:
     for stage in STAGES:
         m = ws.read_manifest(stage)
         if m is not None:
-            stages[stage] = {"seconds": m["seconds"], "finished": m["finished"],
-                             "metrics": m["metrics"]}
-    report = json_safe({
-        "vid3d_version": __version__,
-        "workspace": ws.root.name,
-        "stages": stages,
-        "total_seconds": sum(s["seconds"] for s in stages.values()),
-    })
+            stages[stage] = {"seconds": m["seconds"], "finished": m["finished"], "metrics": m["metrics"]}
+    report = json_safe(
+        {
+            "vid3d_version": __version__,
+            "workspace": ws.root.name,
+            "stages": stages,
+            "total_seconds": sum(s["seconds"] for s in stages.values()),
+        }
+    )
     write_json(ws.report_json, report)
     write_text(ws.report_html, _report_html(report))
     return report
@@ -281,19 +326,21 @@ def _report_html(report: dict[str, Any]) -> str:
     rows = []
     for stage, s in report["stages"].items():
         shown = {k: v for k, v in s["metrics"].items() if not isinstance(v, (list, dict))}
-        cells = "<br>".join(f"<b>{html.escape(str(k))}</b>: {html.escape(_fmt(v))}"
-                            for k, v in shown.items())
+        cells = "<br>".join(f"<b>{html.escape(str(k))}</b>: {html.escape(_fmt(v))}" for k, v in shown.items())
         rows.append(f"<tr><td>{stage}</td><td>{s['seconds']:.1f} s</td><td>{cells}</td></tr>")
-    videos = "".join(f'<video src="renders/{p}" controls loop muted width="640"></video>'
-                     for p in _rendered_videos(report))
+    videos = "".join(
+        f'<video src="renders/{p}" controls loop muted width="640"></video>' for p in _rendered_videos(report)
+    )
     history = report["stages"].get("splat", {}).get("metrics", {}).get("history") or []
     videos += _training_curve(history)
     return f"""<!doctype html><meta charset="utf-8"><title>vid3d report</title>
-<style>body{{font-family:sans-serif;margin:2em}}td{{vertical-align:top;padding:.4em;border-bottom:1px solid #ddd}}</style>
-<h1>vid3d report</h1><p>{html.escape(report['workspace'])} · vid3d {report['vid3d_version']} ·
-{report['total_seconds']:.1f} s</p>{videos}
-<table><tr><th>stage</th><th>time</th><th>figures</th></tr>{''.join(rows)}</table>
-<details><summary>report.json</summary><pre>{html.escape(json.dumps(report, indent=1)[:200000])}</pre></details>
+<style>body{{font-family:sans-serif;margin:2em}}
+td{{vertical-align:top;padding:.4em;border-bottom:1px solid #ddd}}</style>
+<h1>vid3d report</h1><p>{html.escape(report["workspace"])} · vid3d {report["vid3d_version"]} ·
+{report["total_seconds"]:.1f} s</p>{videos}
+<table><tr><th>stage</th><th>time</th><th>figures</th></tr>{"".join(rows)}</table>
+<details><summary>report.json</summary>
+<pre>{html.escape(json.dumps(report, indent=1)[:200000])}</pre></details>
 """
 
 
@@ -315,21 +362,28 @@ def _training_curve(history: list[dict[str, Any]]) -> str:
     lines = []
     for (name, vals), colour in zip(series.items(), ("#1f77b4", "#aaaaaa")):
         pts = " ".join(f"{x(st):.1f},{y(v):.1f}" for st, v in zip(steps, vals))
-        lines.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2">'
-                     f"<title>{name}</title></polyline>")
-    axes = (f'<text x="{pad}" y="{pad - 10}">{hi} dB</text><text x="{pad}" y="{H - pad + 15}">'
-            f'{lo} dB</text><text x="{W - pad}" y="{H - pad + 15}" text-anchor="end">step '
-            f'{steps[-1]}</text><rect x="{pad}" y="{pad}" width="{W - 2 * pad}" '
-            f'height="{H - 2 * pad}" fill="none" stroke="#ddd"/>')
+        lines.append(
+            f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2">'
+            f"<title>{name}</title></polyline>"
+        )
+    axes = (
+        f'<text x="{pad}" y="{pad - 10}">{hi} dB</text><text x="{pad}" y="{H - pad + 15}">'
+        f'{lo} dB</text><text x="{W - pad}" y="{H - pad + 15}" text-anchor="end">step '
+        f'{steps[-1]}</text><rect x="{pad}" y="{pad}" width="{W - 2 * pad}" '
+        f'height="{H - 2 * pad}" fill="none" stroke="#ddd"/>'
+    )
     rows = "".join(
         f"<tr><td>{h['step']}</td><td>{_fmt(h['psnr'])}</td><td>{_fmt(h.get('psnr_raw', ''))}</td>"
         f"<td>{_fmt(h.get('ssim', ''))}</td><td>{_fmt(h.get('loss', ''))}</td>"
         f"<td>{h.get('gaussians', '')}</td><td>{_fmt(h.get('seconds', ''))}</td></tr>"
-        for h in points)
-    return (f'<h2>Training</h2><svg width="{W}" height="{H}" font-size="12" '
-            f'font-family="sans-serif">{axes}{"".join(lines)}</svg>'
-            f"<table><tr><th>step</th><th>held-out PSNR</th><th>uncorrected</th><th>SSIM</th>"
-            f"<th>loss</th><th>Gaussians</th><th>seconds</th></tr>{rows}</table>")
+        for h in points
+    )
+    return (
+        f'<h2>Training</h2><svg width="{W}" height="{H}" font-size="12" '
+        f'font-family="sans-serif">{axes}{"".join(lines)}</svg>'
+        f"<table><tr><th>step</th><th>held-out PSNR</th><th>uncorrected</th><th>SSIM</th>"
+        f"<th>loss</th><th>Gaussians</th><th>seconds</th></tr>{rows}</table>"
+    )
 
 
 def _rendered_videos(report: dict[str, Any]) -> list[str]:

@@ -15,16 +15,18 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator, Protocol
+from typing import Protocol
 
 
 class Task(Protocol):
     def advance(self, n: float = 1) -> None:
         """Move the bar forward by ``n`` units."""
 
-    def update(self, *, completed: float | None = None, total: float | None = None,
-               info: str | None = None) -> None:
+    def update(
+        self, *, completed: float | None = None, total: float | None = None, info: str | None = None
+    ) -> None:
         """Set the position, the total or the short info text shown after the bar."""
 
 
@@ -32,7 +34,7 @@ class Reporter(Protocol):
     warnings: list[str]
     """The warnings given so far (the CLI's and batch's reporters keep them for the summary)."""
 
-    def task(self, description: str, total: float | None = None) -> "_TaskContext":
+    def task(self, description: str, total: float | None = None) -> _TaskContext:
         """A context manager yielding a :class:`Task`; the bar is removed on exit."""
 
     def log(self, message: str) -> None:
@@ -95,7 +97,7 @@ class CollectingReporter:
         self.inner = inner
         self.warnings: list[str] = []
 
-    def task(self, description: str, total: float | None = None) -> "_TaskContext":
+    def task(self, description: str, total: float | None = None) -> _TaskContext:
         return self.inner.task(description, total)
 
     def log(self, message: str) -> None:

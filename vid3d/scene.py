@@ -36,7 +36,7 @@ class Scene:
     def __len__(self) -> int:
         return len(self.names)
 
-    def transformed(self, T: np.ndarray) -> "Scene":
+    def transformed(self, T: np.ndarray) -> Scene:
         """The scene moved by a similarity ``T [4, 4]`` (rotation times scale, translation)."""
         T = np.asarray(T, dtype=np.float64)
         scale = np.cbrt(np.linalg.det(T[:3, :3]))

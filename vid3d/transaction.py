@@ -14,9 +14,10 @@ repository:
   ``.vid3d/journal/`` records every file of the workspace as a hard link: no copy, no
   disk space. This relies on one rule that all vid3d code keeps: a workspace file is
   never changed in place, only replaced by a new file renamed over it
-  (:func:`vid3d.workspace.atomic_path`), so the links keep the old bytes. A stage that fails, is interrupted, or whose process is killed is undone:
-  on the spot, or by the next command that takes the lock (:func:`recover`). Files the
-  stage added are removed and every recorded file is put back as it was.
+  (:func:`vid3d.workspace.atomic_path`), so the links keep the old bytes. A stage that
+  fails, is interrupted, or whose process is killed is undone: on the spot, or by the
+  next command that takes the lock (:func:`recover`). Files the stage added are removed
+  and every recorded file is put back as it was.
 
 Not recorded, because they are the state of processes rather than results:
 ``.vid3d/lock``, ``.vid3d/journal``, ``.vid3d/resume/`` (an unfinished training, kept
@@ -32,13 +33,13 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
-from . import __version__
-from .errors import WorkspaceBusyError, WorkspaceError
-from .workspace import Workspace, write_json
+from vid3d import __version__
+from vid3d.errors import WorkspaceBusyError, WorkspaceError
+from vid3d.workspace import Workspace, write_json
 
 #: Entries of ``.vid3d/`` that belong to running processes, not to results.
 _PROCESS_STATE = ("lock", "journal", "resume", "logs")
@@ -46,15 +47,20 @@ _JOURNAL_TMP = ".journal.tmp-"
 
 
 def _is_state(rel_parts: tuple[str, ...]) -> bool:
-    return (len(rel_parts) >= 2 and rel_parts[0] == ".vid3d"
-            and (rel_parts[1] in _PROCESS_STATE or rel_parts[1].startswith(_JOURNAL_TMP)))
+    return (
+        len(rel_parts) >= 2
+        and rel_parts[0] == ".vid3d"
+        and (rel_parts[1] in _PROCESS_STATE or rel_parts[1].startswith(_JOURNAL_TMP))
+    )
 
 
 def is_workspace(path: Path) -> bool:
     """Whether ``path`` is a vid3d workspace: the marker, or stage manifests of an older vid3d."""
     ws = Workspace(path)
-    return ws.marker.is_file() or (ws.meta.is_dir() and any(
-        (ws.meta / f"{stage}.json").is_file() for stage in ("frames", "poses", "splat", "render")))
+    return ws.marker.is_file() or (
+        ws.meta.is_dir()
+        and any((ws.meta / f"{stage}.json").is_file() for stage in ("frames", "poses", "splat", "render"))
+    )
 
 
 def claim(ws: Workspace, *, new: bool) -> None:
@@ -71,8 +77,7 @@ def claim(ws: Workspace, *, new: bool) -> None:
     """
     root = ws.root
     if root.exists() and not root.is_dir():
-        raise WorkspaceError(f"{root} is a file, not a folder",
-                             "give --out the path of a new folder")
+        raise WorkspaceError(f"{root} is a file, not a folder", "give --out the path of a new folder")
     if root.is_dir() and is_workspace(root):
         if not ws.marker.is_file():  # a workspace of an older vid3d: mark it
             write_json(ws.marker, _marker())
@@ -83,12 +88,15 @@ def claim(ws: Workspace, *, new: bool) -> None:
         raise WorkspaceError(
             f"{root} is not a vid3d workspace and already holds files ({shown}); "
             "vid3d writes only into an empty folder or one of its own workspaces",
-            "give --out a new or empty folder" if new else
-            "give the folder that `vid3d reconstruct` or `vid3d frames` made")
+            "give --out a new or empty folder"
+            if new
+            else "give the folder that `vid3d reconstruct` or `vid3d frames` made",
+        )
     if not new:
-        raise WorkspaceError(f"{root} is not a vid3d workspace",
-                             f"run `vid3d frames VIDEO --out {root}` or "
-                             f"`vid3d reconstruct VIDEO --out {root}` first")
+        raise WorkspaceError(
+            f"{root} is not a vid3d workspace",
+            f"run `vid3d frames VIDEO --out {root}` or `vid3d reconstruct VIDEO --out {root}` first",
+        )
     root.mkdir(parents=True, exist_ok=True)
     write_json(ws.marker, _marker())
 
@@ -117,16 +125,21 @@ def claim_results(out: Path) -> None:
         elif foreign:  # (a folder of vid3d workspaces only is fine)
             names = sorted(p.name for p in foreign)
             shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
-            raise WorkspaceError(f"{out} already holds files that vid3d did not write ({shown})",
-                                 "give --out a new or empty folder, or one an earlier batch wrote")
+            raise WorkspaceError(
+                f"{out} already holds files that vid3d did not write ({shown})",
+                "give --out a new or empty folder, or one an earlier batch wrote",
+            )
     out.mkdir(parents=True, exist_ok=True)
     if not marker.is_file():
         write_json(marker, _marker())
 
 
 def _marker() -> dict:
-    return {"vid3d_workspace": 1, "created_by": f"vid3d {__version__}",
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return {
+        "vid3d_workspace": 1,
+        "created_by": f"vid3d {__version__}",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 # -- the writer's lock ---------------------------------------------------------------
@@ -161,24 +174,32 @@ def locked(ws: Workspace, command: str = "vid3d") -> Iterator[None]:
         ws.meta.mkdir(parents=True, exist_ok=True)
         f = open(ws.lock, "a+", encoding="utf-8")
     except OSError as e:
-        raise WorkspaceError(f"cannot write to the workspace {ws.root}: {e.strerror}",
-                             _os_hint(e)) from e
+        raise WorkspaceError(f"cannot write to the workspace {ws.root}: {e.strerror}", _os_hint(e)) from e
     try:
         if fcntl is not None:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as e:
                 f.seek(0)
-                raise WorkspaceBusyError(f"{ws.root} is in use by {_holder(f.read())}",
-                                         "wait until it has finished, or stop it; the lock "
-                                         "of a process that died is taken over") from e
+                raise WorkspaceBusyError(
+                    f"{ws.root} is in use by {_holder(f.read())}",
+                    "wait until it has finished, or stop it; the lock of a process that died is taken over",
+                ) from e
             except OSError as e:  # a file system without locks: go on unlocked
                 if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                     raise
         f.seek(0)
         f.truncate()
-        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                            "command": command, "since": time.strftime("%H:%M:%S")}))
+        f.write(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "command": command,
+                    "since": time.strftime("%H:%M:%S"),
+                }
+            )
+        )
         f.flush()
         _HELD[key] = [f, 1]
         recover(ws)
@@ -191,8 +212,7 @@ def locked(ws: Workspace, command: str = "vid3d") -> Iterator[None]:
 def _holder(text: str) -> str:
     try:
         info = json.loads(text)
-        return (f"`{info['command']}` (process {info['pid']} on {info['host']}, "
-                f"since {info['since']})")
+        return f"`{info['command']}` (process {info['pid']} on {info['host']}, since {info['since']})"
     except (ValueError, KeyError, TypeError):
         return "another vid3d process"
 
@@ -274,8 +294,9 @@ def _begin(ws: Workspace, stage: str) -> None:
                     os.link(src, dst)
                 except OSError:  # a file system without hard links
                     shutil.copy2(src, dst)
-        (tmp / "journal.json").write_text(json.dumps(
-            {"stage": stage, "pid": os.getpid(), "dirs": dirs, "files": files}))
+        (tmp / "journal.json").write_text(
+            json.dumps({"stage": stage, "pid": os.getpid(), "dirs": dirs, "files": files})
+        )
         os.replace(tmp, ws.journal)  # the journal exists, complete, from here on
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -57,21 +57,61 @@ The modules, in the order a batch uses them:
 - :mod:`.worker`: what runs in a worker process or a Ray task.
 """
 
-from .configs import OVERRIDE_NAME, override_files, video_config
-from .discovery import VIDEO_SUFFIXES, find_videos, workspace_name
-from .gpus import default_jobs, gpu_for_slot, prepare_gpu_workers, ray_gpu_request, visible_gpus
-from .jobs import (BUSY, CANCELLED, DONE, FAILED, QUEUED, RUNNING, SKIPPED, SUMMARY_FIELDS,
-                   BatchResult, Job, VideoResult, finished_stages, job_result, plan_batch,
-                   write_summary)
-from .monitor import BatchMonitor, NullMonitor
-from .runner import run_batch
-from .worker import EVENT_INTERVAL, EventReporter, run_job
+from vid3d.batch.configs import OVERRIDE_NAME, override_files, video_config
+from vid3d.batch.discovery import VIDEO_SUFFIXES, find_videos, workspace_name
+from vid3d.batch.gpus import default_jobs, gpu_for_slot, prepare_gpu_workers, ray_gpu_request, visible_gpus
+from vid3d.batch.jobs import (
+    BUSY,
+    CANCELLED,
+    DONE,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SKIPPED,
+    SUMMARY_FIELDS,
+    BatchResult,
+    Job,
+    VideoResult,
+    finished_stages,
+    job_result,
+    plan_batch,
+    write_summary,
+)
+from vid3d.batch.monitor import BatchMonitor, NullMonitor
+from vid3d.batch.runner import run_batch
+from vid3d.batch.worker import EVENT_INTERVAL, EventReporter, run_job
 
 __all__ = [
-    "BUSY", "CANCELLED", "DONE", "EVENT_INTERVAL", "FAILED", "OVERRIDE_NAME", "QUEUED",
-    "RUNNING", "SKIPPED", "SUMMARY_FIELDS", "VIDEO_SUFFIXES", "BatchMonitor", "BatchResult",
-    "EventReporter", "Job", "NullMonitor", "VideoResult", "default_jobs", "find_videos",
-    "finished_stages", "gpu_for_slot", "job_result", "override_files", "plan_batch",
-    "prepare_gpu_workers", "ray_gpu_request", "run_batch", "run_job", "video_config",
-    "visible_gpus", "workspace_name", "write_summary",
+    "BUSY",
+    "CANCELLED",
+    "DONE",
+    "EVENT_INTERVAL",
+    "FAILED",
+    "OVERRIDE_NAME",
+    "QUEUED",
+    "RUNNING",
+    "SKIPPED",
+    "SUMMARY_FIELDS",
+    "VIDEO_SUFFIXES",
+    "BatchMonitor",
+    "BatchResult",
+    "EventReporter",
+    "Job",
+    "NullMonitor",
+    "VideoResult",
+    "default_jobs",
+    "find_videos",
+    "finished_stages",
+    "gpu_for_slot",
+    "job_result",
+    "override_files",
+    "plan_batch",
+    "prepare_gpu_workers",
+    "ray_gpu_request",
+    "run_batch",
+    "run_job",
+    "video_config",
+    "visible_gpus",
+    "workspace_name",
+    "write_summary",
 ]

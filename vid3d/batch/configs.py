@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, apply_data, apply_overrides, find_preset, load_config
-from ..errors import ConfigError
+from vid3d.config import Config, apply_data, apply_overrides, find_preset, load_config
+from vid3d.errors import ConfigError
 
 OVERRIDE_NAME = "vid3d.toml"
 """A folder's override file; ``<stem>.vid3d.toml`` is one video's."""
@@ -19,14 +19,15 @@ def override_files(video: Path, folder: Path) -> list[Path]:
     """The override files that apply to a video, weakest first (see :mod:`vid3d.batch`)."""
     video, folder = Path(video), Path(folder)
     rel_dir = video.parent.relative_to(folder)
-    dirs = [folder] + [folder / Path(*rel_dir.parts[:i + 1]) for i in range(len(rel_dir.parts))]
+    dirs = [folder] + [folder / Path(*rel_dir.parts[: i + 1]) for i in range(len(rel_dir.parts))]
     files = [d / OVERRIDE_NAME for d in dirs]
     files.append(video.parent / f"{video.stem}.{OVERRIDE_NAME}")
     return [f for f in files if f.is_file()]
 
 
-def video_config(video: Path, folder: Path, preset: str = "default",
-                 overrides: Sequence[str] = ()) -> tuple[Config, list[Path]]:
+def video_config(
+    video: Path, folder: Path, preset: str = "default", overrides: Sequence[str] = ()
+) -> tuple[Config, list[Path]]:
     """The configuration of one video of a batch.
 
     Args:

@@ -9,14 +9,15 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import InputError
+from vid3d.errors import InputError
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi")
 """File extensions taken as videos (any letter case)."""
 
 
-def find_videos(folder: Path, *, recursive: bool = False, glob: str | None = None,
-                exclude: Sequence[Path] = ()) -> list[Path]:
+def find_videos(
+    folder: Path, *, recursive: bool = False, glob: str | None = None, exclude: Sequence[Path] = ()
+) -> list[Path]:
     """The videos in a folder, sorted by their path relative to it.
 
     Hidden files and folders, folders in ``exclude`` and vid3d workspaces (folders with

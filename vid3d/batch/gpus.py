@@ -8,8 +8,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from .jobs import Job
-from .monitor import BatchMonitor, NullMonitor
+from vid3d.batch.jobs import Job
+from vid3d.batch.monitor import BatchMonitor, NullMonitor
 
 
 def cpu_count() -> int:
@@ -111,8 +111,7 @@ def ray_gpu_request(device: str, cluster_gpus: float, requested: float | None = 
     return 1 if cluster_gpus > 0 else 0
 
 
-def prepare_gpu_workers(jobs: Sequence[Job], monitor: BatchMonitor | None = None
-                        ) -> dict[str, Any] | None:
+def prepare_gpu_workers(jobs: Sequence[Job], monitor: BatchMonitor | None = None) -> dict[str, Any] | None:
     """Load (compiling once, if needed) gsplat's CUDA kernels in this, the parent, process
     before any worker starts, so workers load them instead of all compiling at once.
 
@@ -124,7 +123,7 @@ def prepare_gpu_workers(jobs: Sequence[Job], monitor: BatchMonitor | None = None
     """
     if all(j.config.device == "cpu" for j in jobs) or not _torch_gpu_count():
         return None
-    from ..splats.rasterize import prepare_cuda_backend
+    from vid3d.splats.rasterize import prepare_cuda_backend
 
     shown = NullMonitor() if monitor is None else monitor
 
@@ -133,6 +132,7 @@ def prepare_gpu_workers(jobs: Sequence[Job], monitor: BatchMonitor | None = None
 
     st = prepare_cuda_backend(log=log)
     if st["state"] != "loaded":
-        shown.event(("batch", "log", "warn", f"{st['detail']}: jobs with device auto run on "
-                                             f"the CPU ({st['hint']})"))
+        shown.event(
+            ("batch", "log", "warn", f"{st['detail']}: jobs with device auto run on the CPU ({st['hint']})")
+        )
     return st

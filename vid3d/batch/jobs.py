@@ -12,16 +12,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..config import Config
-from ..errors import InputError, Vid3dError
-from ..pipeline import STAGES, is_up_to_date, stage_inputs
-from ..workspace import Workspace, write_json, write_text
-from .configs import video_config
-from .discovery import VIDEO_SUFFIXES, find_videos, workspace_name
+from vid3d import __version__
+from vid3d.batch.configs import video_config
+from vid3d.batch.discovery import VIDEO_SUFFIXES, find_videos, workspace_name
+from vid3d.config import Config
+from vid3d.errors import InputError, Vid3dError
+from vid3d.pipeline import STAGES, is_up_to_date, stage_inputs
+from vid3d.workspace import Workspace, write_json, write_text
 
-SUMMARY_FIELDS = ("video", "workspace", "status", "frames", "registered", "psnr", "gaussians",
-                  "seconds", "error", "hint")
+SUMMARY_FIELDS = (
+    "video",
+    "workspace",
+    "status",
+    "frames",
+    "registered",
+    "psnr",
+    "gaussians",
+    "seconds",
+    "error",
+    "hint",
+)
 """Columns of ``summary.csv``."""
 
 # statuses of a video in a batch
@@ -132,9 +142,17 @@ def finished_stages(job: Job) -> dict[str, dict[str, Any]]:
     return out
 
 
-def job_result(job: Job, status: str, *, error: str | None = None, hint: str | None = None,
-               error_type: str | None = None, tb: str | None = None, wall: float = 0.0,
-               skipped: Sequence[str] = ()) -> VideoResult:
+def job_result(
+    job: Job,
+    status: str,
+    *,
+    error: str | None = None,
+    hint: str | None = None,
+    error_type: str | None = None,
+    tb: str | None = None,
+    wall: float = 0.0,
+    skipped: Sequence[str] = (),
+) -> VideoResult:
     """A summary row for a job, with the figures of its up-to-date stages."""
     try:
         done = finished_stages(job)
@@ -142,23 +160,36 @@ def job_result(job: Job, status: str, *, error: str | None = None, hint: str | N
         done = {}
     m = {s: d.get("metrics", {}) for s, d in done.items()}
     return VideoResult(
-        video=job.rel, workspace=job.name, status=status,
+        video=job.rel,
+        workspace=job.name,
+        status=status,
         frames=m.get("frames", {}).get("kept"),
         registered=m.get("poses", {}).get("registered"),
         psnr=m.get("splat", {}).get("psnr"),
         gaussians=m.get("splat", {}).get("gaussians"),
-        seconds=(round(sum(float(d.get("seconds", 0.0)) for d in done.values()), 3)
-                 if done else None),
-        error=error, hint=hint, error_type=error_type, traceback=tb,
+        seconds=(round(sum(float(d.get("seconds", 0.0)) for d in done.values()), 3) if done else None),
+        error=error,
+        hint=hint,
+        error_type=error_type,
+        traceback=tb,
         wall_seconds=round(wall, 3),
-        stages_finished=list(done), stages_skipped=list(skipped),
-        orbit=m.get("render", {}).get("video"), config_files=job.config_files,
+        stages_finished=list(done),
+        stages_skipped=list(skipped),
+        orbit=m.get("render", {}).get("video"),
+        config_files=job.config_files,
     )
 
 
-def plan_batch(folder: Path, out: Path, *, preset: str = "default",
-               overrides: Sequence[str] = (), recursive: bool = False, glob: str | None = None,
-               force: bool = False) -> list[Job]:
+def plan_batch(
+    folder: Path,
+    out: Path,
+    *,
+    preset: str = "default",
+    overrides: Sequence[str] = (),
+    recursive: bool = False,
+    glob: str | None = None,
+    force: bool = False,
+) -> list[Job]:
     """The jobs of a batch: one per video found, with its workspace and configuration.
 
     Args:
@@ -174,21 +205,31 @@ def plan_batch(folder: Path, out: Path, *, preset: str = "default",
     videos = find_videos(folder, recursive=recursive, glob=glob, exclude=[out])
     if not videos:
         where = "" if recursive else " (sub-folders are searched only with --recursive)"
-        raise InputError(f"no videos in {folder}{where}",
-                         f"videos end in {', '.join(VIDEO_SUFFIXES)}; check --glob and --recursive")
+        raise InputError(
+            f"no videos in {folder}{where}",
+            f"videos end in {', '.join(VIDEO_SUFFIXES)}; check --glob and --recursive",
+        )
     jobs = []
     for v in videos:
         cfg, files = video_config(v, folder, preset, overrides)
         name = workspace_name(v, folder)
-        jobs.append(Job(video=v, rel=v.relative_to(folder).as_posix(), name=name,
-                        workspace=out / name, config=cfg,
-                        config_files=[f.relative_to(folder).as_posix() for f in files],
-                        force=force))
+        jobs.append(
+            Job(
+                video=v,
+                rel=v.relative_to(folder).as_posix(),
+                name=name,
+                workspace=out / name,
+                config=cfg,
+                config_files=[f.relative_to(folder).as_posix() for f in files],
+                force=force,
+            )
+        )
     return jobs
 
 
-def write_summary(rows: Sequence[VideoResult], out: Path,
-                  meta: dict[str, Any] | None = None) -> tuple[Path, Path]:
+def write_summary(
+    rows: Sequence[VideoResult], out: Path, meta: dict[str, Any] | None = None
+) -> tuple[Path, Path]:
     """Write ``summary.csv`` and ``summary.json`` into ``out`` atomically.
 
     Args:
@@ -211,6 +252,13 @@ def write_summary(rows: Sequence[VideoResult], out: Path,
     counts = {s: sum(r.status == s for r in rows) for s in dict.fromkeys(r.status for r in rows)}
     csv_path, json_path = out / "summary.csv", out / "summary.json"
     write_text(csv_path, buf.getvalue())
-    write_json(json_path, {"vid3d_version": __version__, **(meta or {}), "counts": counts,
-                           "videos": [r.to_dict() for r in rows]})
+    write_json(
+        json_path,
+        {
+            "vid3d_version": __version__,
+            **(meta or {}),
+            "counts": counts,
+            "videos": [r.to_dict() for r in rows],
+        },
+    )
     return csv_path, json_path

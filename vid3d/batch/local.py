@@ -11,15 +11,20 @@ from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any
 
-from .gpus import cpu_count, default_jobs, gpu_for_slot, spreads_over_gpus, visible_gpus
-from .jobs import CANCELLED, FAILED, Job, VideoResult, job_result
-from .monitor import BatchMonitor
-from .worker import local_worker
+from vid3d.batch.gpus import cpu_count, default_jobs, gpu_for_slot, spreads_over_gpus, visible_gpus
+from vid3d.batch.jobs import CANCELLED, FAILED, Job, VideoResult, job_result
+from vid3d.batch.monitor import BatchMonitor
+from vid3d.batch.worker import local_worker
 
 
-def run_local(todo: list[Job], jobs: int | None, monitor: BatchMonitor,
-              started: Callable[[Job], None],
-              finished: Callable[[Job, VideoResult], bool], cuda_ok: bool = False) -> str:
+def run_local(
+    todo: list[Job],
+    jobs: int | None,
+    monitor: BatchMonitor,
+    started: Callable[[Job], None],
+    finished: Callable[[Job, VideoResult], bool],
+    cuda_ok: bool = False,
+) -> str:
     """Run the jobs in worker processes on this machine; returns a description.
 
     With ``cuda_ok`` (the parent loaded gsplat's CUDA kernels), a job of device "auto" or
@@ -37,8 +42,7 @@ def run_local(todo: list[Job], jobs: int | None, monitor: BatchMonitor,
         cuda_ok: gsplat's CUDA kernels are usable. Default: False.
     """
     # "auto" jobs run on the CPU when the kernels are unusable: count them as CPU jobs
-    devices = [j.config.device if cuda_ok or j.config.device.startswith("cuda") else "cpu"
-               for j in todo]
+    devices = [j.config.device if cuda_ok or j.config.device.startswith("cuda") else "cpu" for j in todo]
     gpus = visible_gpus() if cuda_ok else []
     n = max(1, jobs or default_jobs(devices if gpus else ["cpu"]))
     threads = max(1, cpu_count() // n)
@@ -59,8 +63,9 @@ def run_local(todo: list[Job], jobs: int | None, monitor: BatchMonitor,
     finally:
         workers.close()  # an interruption: stop the workers
     used = len(gpus) if any(spreads_over_gpus(d) for d in devices) else 0
-    return f"local, {n} job{'s' if n > 1 else ''}" + (f", {used} GPU{'s' if used > 1 else ''}"
-                                                      if used else f", {threads} threads each")
+    return f"local, {n} job{'s' if n > 1 else ''}" + (
+        f", {used} GPU{'s' if used > 1 else ''}" if used else f", {threads} threads each"
+    )
 
 
 class _Workers:
@@ -75,8 +80,14 @@ class _Workers:
         started, finished: As for :func:`run_local`.
     """
 
-    def __init__(self, n: int, threads: int, gpus: list[str], started: Callable[[Job], None],
-                 finished: Callable[[Job, VideoResult], bool]):
+    def __init__(
+        self,
+        n: int,
+        threads: int,
+        gpus: list[str],
+        started: Callable[[Job], None],
+        finished: Callable[[Job, VideoResult], bool],
+    ):
         self.threads, self.gpus = threads, gpus
         self.started, self.finished = started, finished
         self.ctx = mp.get_context("spawn")
@@ -85,11 +96,10 @@ class _Workers:
         self.slots: dict[str, int] = {}
 
     def _env(self, job: Job, slot: int) -> dict[str, str]:
-        from ..splats.rasterize import NO_BUILD_ENV
+        from vid3d.splats.rasterize import NO_BUILD_ENV
 
         t = str(self.threads)
-        env = {"OMP_NUM_THREADS": t, "MKL_NUM_THREADS": t, "NUMBA_NUM_THREADS": t,
-               NO_BUILD_ENV: "1"}
+        env = {"OMP_NUM_THREADS": t, "MKL_NUM_THREADS": t, "NUMBA_NUM_THREADS": t, NO_BUILD_ENV: "1"}
         if self.gpus and spreads_over_gpus(job.config.device):
             env["CUDA_VISIBLE_DEVICES"] = gpu_for_slot(slot, self.gpus)
         return env
@@ -98,9 +108,12 @@ class _Workers:
         """Start a worker for ``job`` in a free slot."""
         slot = self.free_slots.popleft()
         reader, writer = self.ctx.Pipe(duplex=False)
-        p = self.ctx.Process(target=local_worker,
-                             args=(job, writer, self._env(job, slot), self.threads, os.getpid()),
-                             name=f"vid3d-{job.name}", daemon=True)
+        p = self.ctx.Process(
+            target=local_worker,
+            args=(job, writer, self._env(job, slot), self.threads, os.getpid()),
+            name=f"vid3d-{job.name}",
+            daemon=True,
+        )
         p.start()
         writer.close()
         self.running[job.name] = (p, reader, job)
@@ -140,8 +153,7 @@ class _Workers:
         result = _receive(reader, None, timeout=0.2)  # anything left in the pipe after the exit
         if result is None:
             p.join(timeout=5)
-            result = job_result(job, FAILED, error=_crash_message(p.exitcode),
-                                error_type="WorkerCrash")
+            result = job_result(job, FAILED, error=_crash_message(p.exitcode), error_type="WorkerCrash")
         return result
 
     def cancel_all(self) -> None:

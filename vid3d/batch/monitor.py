@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .jobs import Job, VideoResult
+from vid3d.batch.jobs import Job, VideoResult
 
 
 class BatchMonitor(Protocol):

@@ -10,18 +10,25 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import ConfigError, Vid3dError
-from .gpus import ray_gpu_request
-from .jobs import CANCELLED, FAILED, Job, VideoResult, job_result
-from .monitor import BatchMonitor
-from .worker import ray_worker
+from vid3d.batch.gpus import ray_gpu_request
+from vid3d.batch.jobs import CANCELLED, FAILED, Job, VideoResult, job_result
+from vid3d.batch.monitor import BatchMonitor
+from vid3d.batch.worker import ray_worker
+from vid3d.errors import ConfigError, Vid3dError
 
 Requests = dict[str, tuple[float, float]]  # job key -> (CPUs, GPUs) of its task
 
 
-def run_ray(todo: list[Job], address: str | None, jobs: int | None, cpus: float | None,
-            gpus: float | None, monitor: BatchMonitor, started: Callable[[Job], None],
-            finished: Callable[[Job, VideoResult], bool]) -> str:
+def run_ray(
+    todo: list[Job],
+    address: str | None,
+    jobs: int | None,
+    cpus: float | None,
+    gpus: float | None,
+    monitor: BatchMonitor,
+    started: Callable[[Job], None],
+    finished: Callable[[Job, VideoResult], bool],
+) -> str:
     """Run the jobs as Ray tasks; returns a description.
 
     Args:
@@ -62,8 +69,11 @@ def run_ray(todo: list[Job], address: str | None, jobs: int | None, cpus: float 
         finally:
             tasks.close()  # an interruption: cancel the tasks in flight
         kinds = sorted(set(requests.values()), key=lambda r: (r[1], r[0]))
-        return "ray, " + " or ".join(f"{c:g} CPU" + (f" + {g:g} GPU" if g else "")
-                                     for c, g in kinds) + " per video"
+        return (
+            "ray, "
+            + " or ".join(f"{c:g} CPU" + (f" + {g:g} GPU" if g else "") for c, g in kinds)
+            + " per video"
+        )
 
 
 def _import_ray() -> Any:
@@ -85,16 +95,17 @@ def _connected(ray: Any, address: str | None) -> Iterator[None]:
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as e:
-        raise Vid3dError(f"cannot connect to the Ray cluster at {address or 'auto'}: {e}",
-                         "start it with `ray start --head` or check --ray-address") from e
+        raise Vid3dError(
+            f"cannot connect to the Ray cluster at {address or 'auto'}: {e}",
+            "start it with `ray start --head` or check --ray-address",
+        ) from e
     try:
         yield
     finally:
         ray.shutdown()
 
 
-def _task_requests(ray: Any, todo: list[Job], cpus: float | None,
-                   gpus: float | None) -> Requests:
+def _task_requests(ray: Any, todo: list[Job], cpus: float | None, gpus: float | None) -> Requests:
     """The CPUs and GPUs of every job's task, by its own device (override files may set
     it per video); refuses GPUs the cluster does not have (Ray would wait for ever)."""
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
@@ -111,8 +122,8 @@ def _task_requests(ray: Any, todo: list[Job], cpus: float | None,
             f"{', ...' if len(wanting) > 1 else ''}) ask{'s' if len(wanting) == 1 else ''} "
             f"for {max(requests[j.name][1] for j in todo):g} GPU per task, and the Ray "
             f"cluster has {cluster_gpus:g}",
-            "use --device auto or cpu (or a vid3d.toml device), a smaller --ray-gpus, or "
-            "add GPU nodes")
+            "use --device auto or cpu (or a vid3d.toml device), a smaller --ray-gpus, or add GPU nodes",
+        )
     return requests
 
 
@@ -138,8 +149,7 @@ class _Tasks:
         task_job = job
         if g and job.config.device.startswith("cuda:"):
             # Ray masks the task to the GPU it assigns, which the task sees as cuda:0
-            task_job = dataclasses.replace(job, config=dataclasses.replace(job.config,
-                                                                           device="cuda"))
+            task_job = dataclasses.replace(job, config=dataclasses.replace(job.config, device="cuda"))
         remote = self.remote_fn.options(num_cpus=c, num_gpus=g, max_retries=1, name="vid3d-batch")
         self.refs[remote.remote(task_job, self.queue, max(1, int(c)))] = job
 
@@ -156,8 +166,7 @@ class _Tasks:
             except self.ray.exceptions.RayError as e:
                 text = str(e).strip()
                 message = text.splitlines()[0] if text else type(e).__name__
-                result = job_result(job, FAILED, error=f"Ray: {message}",
-                                    error_type=type(e).__name__)
+                result = job_result(job, FAILED, error=f"Ray: {message}", error_type=type(e).__name__)
             done.append((job, result))
         return done
 

@@ -12,23 +12,46 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..pipeline import STAGES
-from ..transaction import claim_results
-from ..workspace import Workspace
-from .gpus import prepare_gpu_workers
-from .jobs import (CANCELLED, FAILED, QUEUED, RUNNING, SKIPPED, BatchResult, Job, VideoResult,
-                   finished_stages, job_result, plan_batch, write_summary)
-from .local import run_local
-from .monitor import BatchMonitor, NullMonitor
-from .on_ray import run_ray
+from vid3d.batch.gpus import prepare_gpu_workers
+from vid3d.batch.jobs import (
+    CANCELLED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SKIPPED,
+    BatchResult,
+    Job,
+    VideoResult,
+    finished_stages,
+    job_result,
+    plan_batch,
+    write_summary,
+)
+from vid3d.batch.local import run_local
+from vid3d.batch.monitor import BatchMonitor, NullMonitor
+from vid3d.batch.on_ray import run_ray
+from vid3d.pipeline import STAGES
+from vid3d.transaction import claim_results
+from vid3d.workspace import Workspace
 
 
-def run_batch(folder: Path, out: Path, *, preset: str = "default", overrides: Sequence[str] = (),
-              recursive: bool = False, glob: str | None = None, jobs: int | None = None,
-              fail_fast: bool = False, force: bool = False, ray: bool = False,
-              ray_address: str | None = None, ray_cpus: float | None = None,
-              ray_gpus: float | None = None,
-              monitor: BatchMonitor | None = None) -> BatchResult:
+def run_batch(
+    folder: Path,
+    out: Path,
+    *,
+    preset: str = "default",
+    overrides: Sequence[str] = (),
+    recursive: bool = False,
+    glob: str | None = None,
+    jobs: int | None = None,
+    fail_fast: bool = False,
+    force: bool = False,
+    ray: bool = False,
+    ray_address: str | None = None,
+    ray_cpus: float | None = None,
+    ray_gpus: float | None = None,
+    monitor: BatchMonitor | None = None,
+) -> BatchResult:
     """Reconstruct every video of a folder, one workspace each; resumable, failures isolated.
 
     See :mod:`vid3d.batch` for the workspace names, the configuration precedence and
@@ -71,14 +94,21 @@ def run_batch(folder: Path, out: Path, *, preset: str = "default", overrides: Se
         is re-raised after the workers are stopped and the summary is written.
     """
     out = Path(out).resolve()
-    plan = plan_batch(folder, out, preset=preset, overrides=overrides, recursive=recursive,
-                      glob=glob, force=force)
+    plan = plan_batch(
+        folder, out, preset=preset, overrides=overrides, recursive=recursive, glob=glob, force=force
+    )
     use_ray = ray or ray_address is not None
     monitor = monitor or NullMonitor()
     claim_results(out)
     backend = "ray" if use_ray else "local"
-    meta = {"folder": str(Path(folder).resolve()), "out": str(out), "preset": preset,
-            "overrides": list(overrides), "started": _now(), "backend": backend}
+    meta = {
+        "folder": str(Path(folder).resolve()),
+        "out": str(out),
+        "preset": preset,
+        "overrides": list(overrides),
+        "started": _now(),
+        "backend": backend,
+    }
     ledger = _Ledger(plan, out, meta, monitor, fail_fast)
     todo = ledger.skip_finished()
     monitor.start(plan, len(todo), backend)
@@ -86,29 +116,32 @@ def run_batch(folder: Path, out: Path, *, preset: str = "default", overrides: Se
         try:
             ledger.show_skipped()
             if todo:
-                meta["backend"] = _run_todo(todo, ledger, use_ray, jobs, ray_address, ray_cpus,
-                                            ray_gpus)
+                meta["backend"] = _run_todo(todo, ledger, use_ray, jobs, ray_address, ray_cpus, ray_gpus)
         except KeyboardInterrupt:
             ledger.cancel_unfinished(todo, "interrupted")
             raise
         finally:
             monitor.stop()
     ledger.cancel_unfinished(todo, "not run: --fail-fast stopped the batch")
-    return BatchResult(ledger.ordered(), out, out / "summary.csv", out / "summary.json",
-                       meta["backend"])
+    return BatchResult(ledger.ordered(), out, out / "summary.csv", out / "summary.json", meta["backend"])
 
 
-def _run_todo(todo: list[Job], ledger: _Ledger, use_ray: bool, jobs: int | None,
-              ray_address: str | None, ray_cpus: float | None, ray_gpus: float | None) -> str:
+def _run_todo(
+    todo: list[Job],
+    ledger: _Ledger,
+    use_ray: bool,
+    jobs: int | None,
+    ray_address: str | None,
+    ray_cpus: float | None,
+    ray_gpus: float | None,
+) -> str:
     """Prepare the GPU kernels and run the jobs on a scheduler; returns its description."""
     monitor = ledger.monitor
     kernels = prepare_gpu_workers(todo, monitor)
     if kernels is not None:
-        ledger.meta["cuda_kernels"] = {k: kernels.get(k)
-                                       for k in ("state", "detail", "how", "seconds")}
+        ledger.meta["cuda_kernels"] = {k: kernels.get(k) for k in ("state", "detail", "how", "seconds")}
     if use_ray:
-        return run_ray(todo, ray_address, jobs, ray_cpus, ray_gpus, monitor, ledger.started,
-                       ledger.finished)
+        return run_ray(todo, ray_address, jobs, ray_cpus, ray_gpus, monitor, ledger.started, ledger.finished)
     cuda_ok = kernels is not None and kernels["state"] == "loaded"
     return run_local(todo, jobs, monitor, ledger.started, ledger.finished, cuda_ok=cuda_ok)
 
@@ -124,12 +157,12 @@ class _Ledger:
         fail_fast: A failure stops the batch.
     """
 
-    def __init__(self, plan: list[Job], out: Path, meta: dict[str, Any], monitor: BatchMonitor,
-                 fail_fast: bool):
+    def __init__(
+        self, plan: list[Job], out: Path, meta: dict[str, Any], monitor: BatchMonitor, fail_fast: bool
+    ):
         self.plan, self.out, self.meta = plan, out, meta
         self.monitor, self.fail_fast = monitor, fail_fast
-        self.rows: dict[str, VideoResult] = {j.name: VideoResult(j.rel, j.name, QUEUED)
-                                             for j in plan}
+        self.rows: dict[str, VideoResult] = {j.name: VideoResult(j.rel, j.name, QUEUED) for j in plan}
 
     def ordered(self) -> list[VideoResult]:
         return [self.rows[j.name] for j in self.plan]
@@ -142,8 +175,11 @@ class _Ledger:
         todo = []
         for job in self.plan:
             ws = Workspace(job.workspace)
-            if (not job.force and all(ws.manifest_path(s).is_file() for s in STAGES)
-                    and len(finished_stages(job)) == len(STAGES)):
+            if (
+                not job.force
+                and all(ws.manifest_path(s).is_file() for s in STAGES)
+                and len(finished_stages(job)) == len(STAGES)
+            ):
                 self.rows[job.name] = job_result(job, SKIPPED, skipped=STAGES)
             else:
                 todo.append(job)

@@ -16,11 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..errors import Vid3dError, WorkspaceBusyError
-from ..transaction import claim, locked
-from ..workspace import Workspace
-from .jobs import BUSY, DONE, FAILED, Job, VideoResult, job_result
+from vid3d import __version__
+from vid3d.batch.jobs import BUSY, DONE, FAILED, Job, VideoResult, job_result
+from vid3d.errors import Vid3dError, WorkspaceBusyError
+from vid3d.transaction import claim, locked
+from vid3d.workspace import Workspace
 
 EVENT_INTERVAL = 0.25  # seconds between two progress updates of one task sent by a worker
 
@@ -110,7 +110,7 @@ def run_job(job: Job, reporter: EventReporter, threads: int | None = None) -> Vi
         reporter: Where progress goes.
         threads: CPU threads for torch. Default: torch's choice.
     """
-    from ..pipeline import reconstruct
+    from vid3d.pipeline import reconstruct
 
     t0 = time.perf_counter()
     ws = Workspace(job.workspace)
@@ -121,19 +121,32 @@ def run_job(job: Job, reporter: EventReporter, threads: int | None = None) -> Vi
     try:
         claim(ws, new=True)
         with locked(ws, "vid3d batch"), _output_to(ws.batch_log):
-            outcomes = reconstruct(job.video, ws, job.config, force=job.force, reporter=reporter,
-                                   command="vid3d batch")
+            outcomes = reconstruct(
+                job.video, ws, job.config, force=job.force, reporter=reporter, command="vid3d batch"
+            )
     except WorkspaceBusyError as e:
         return job_result(job, BUSY, error=e.message, wall=time.perf_counter() - t0)
     except Vid3dError as e:
-        return job_result(job, FAILED, error=e.message, hint=e.hint, error_type=type(e).__name__,
-                          wall=time.perf_counter() - t0)
+        return job_result(
+            job,
+            FAILED,
+            error=e.message,
+            hint=e.hint,
+            error_type=type(e).__name__,
+            wall=time.perf_counter() - t0,
+        )
     except Exception as e:  # noqa: BLE001 - one video's bug must not end the batch
-        return job_result(job, FAILED, error=f"{type(e).__name__}: {e}".splitlines()[0],
-                          error_type=type(e).__name__, tb=traceback.format_exc(),
-                          wall=time.perf_counter() - t0)
-    return job_result(job, DONE, wall=time.perf_counter() - t0,
-                      skipped=[o.stage for o in outcomes if o.status == "skipped"])
+        return job_result(
+            job,
+            FAILED,
+            error=f"{type(e).__name__}: {e}".splitlines()[0],
+            error_type=type(e).__name__,
+            tb=traceback.format_exc(),
+            wall=time.perf_counter() - t0,
+        )
+    return job_result(
+        job, DONE, wall=time.perf_counter() - t0, skipped=[o.stage for o in outcomes if o.status == "skipped"]
+    )
 
 
 @contextmanager
@@ -144,8 +157,9 @@ def _output_to(path: Path) -> Iterator[None]:
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
     with open(path, "a") as f:
-        f.write(f"\n=== vid3d {__version__} batch worker {os.getpid()} "
-                f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+        f.write(
+            f"\n=== vid3d {__version__} batch worker {os.getpid()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n"
+        )
         f.flush()
         os.dup2(f.fileno(), 1)
         os.dup2(f.fileno(), 2)

@@ -7,6 +7,6 @@ mapping for :mod:`vid3d.stages.poses`; :mod:`.calibration` self-calibrates the f
 length.
 """
 
-from .views import load_scene
+from vid3d.sfm.views import load_scene
 
 __all__ = ["load_scene"]

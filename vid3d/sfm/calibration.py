@@ -29,8 +29,15 @@ def essential_cost(Fs: np.ndarray, weights: np.ndarray, K: np.ndarray) -> float:
     return float(np.sum(weights * r) / np.sum(weights))
 
 
-def focal_from_fundamentals(Fs: np.ndarray, weights: np.ndarray, width: int, height: int,
-                            lo: float = 0.25, hi: float = 4.0, steps: int = 240) -> dict:
+def focal_from_fundamentals(
+    Fs: np.ndarray,
+    weights: np.ndarray,
+    width: int,
+    height: int,
+    lo: float = 0.25,
+    hi: float = 4.0,
+    steps: int = 240,
+) -> dict:
     """The focal length (pixels) whose K makes the fundamental matrices most essential.
 
     A log-spaced search over ``[lo, hi] x max(width, height)``, refined by golden
@@ -77,5 +84,10 @@ def focal_from_fundamentals(Fs: np.ndarray, weights: np.ndarray, width: int, hei
             fd = essential_cost(Fs, w, K_of(d))
     f = (a + b) / 2
     cost = essential_cost(Fs, w, K_of(f))
-    return {"focal": float(f), "cost": cost, "fov_deg": float(math.degrees(2 * math.atan(L / 2 / f))),
-            "pairs": int(len(Fs)), "sharpness": float(np.median(costs) / max(cost, 1e-12))}
+    return {
+        "focal": float(f),
+        "cost": cost,
+        "fov_deg": float(math.degrees(2 * math.atan(L / 2 / f))),
+        "pairs": int(len(Fs)),
+        "sharpness": float(np.median(costs) / max(cost, 1e-12)),
+    }

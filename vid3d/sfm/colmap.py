@@ -18,10 +18,11 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pycolmap
@@ -99,10 +100,18 @@ def create_database(path: Path) -> None:
     db.close()
 
 
-def extract_features(database: Path, image_dir: Path, names: Sequence[str], *,
-                     camera_model: str, mask_dir: Path | None = None,
-                     max_num_features: int = 8192, device_name: str = "auto",
-                     progress: Progress = _noop, chunk: int = 8) -> None:
+def extract_features(
+    database: Path,
+    image_dir: Path,
+    names: Sequence[str],
+    *,
+    camera_model: str,
+    mask_dir: Path | None = None,
+    max_num_features: int = 8192,
+    device_name: str = "auto",
+    progress: Progress = _noop,
+    chunk: int = 8,
+) -> None:
     """Import images with ONE shared camera and extract SIFT features.
 
     Images are imported first (so that they share camera 1), then extracted in
@@ -129,9 +138,10 @@ def extract_features(database: Path, image_dir: Path, names: Sequence[str], *,
     names = list(names)
     pycolmap.import_images(str(database), str(image_dir), pycolmap.CameraMode.SINGLE, names, reader)
     for i in range(0, len(names), chunk):
-        part = names[i:i + chunk]
-        pycolmap.extract_features(str(database), str(image_dir), part, pycolmap.CameraMode.SINGLE,
-                                  reader, opts, dev)
+        part = names[i : i + chunk]
+        pycolmap.extract_features(
+            str(database), str(image_dir), part, pycolmap.CameraMode.SINGLE, reader, opts, dev
+        )
         progress(len(part))
 
 
@@ -175,8 +185,17 @@ def exhaustive_pairs(n: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(n) for j in range(i + 1, n)]
 
 
-def match_pairs(database: Path, names: Sequence[str], pairs: Sequence[tuple[int, int]], work_dir: Path, *,
-                device_name: str = "auto", progress: Progress = _noop, chunk: int = 64, seed: int = 0) -> None:
+def match_pairs(
+    database: Path,
+    names: Sequence[str],
+    pairs: Sequence[tuple[int, int]],
+    work_dir: Path,
+    *,
+    device_name: str = "auto",
+    progress: Progress = _noop,
+    chunk: int = 64,
+    seed: int = 0,
+) -> None:
     """Match SIFT features of image pairs and verify them geometrically.
 
     Pairs are matched in chunks (COLMAP's imported-pairs matcher) so that
@@ -202,7 +221,7 @@ def match_pairs(database: Path, names: Sequence[str], pairs: Sequence[tuple[int,
     work_dir.mkdir(parents=True, exist_ok=True)
     pairs = list(pairs)
     for k in range(0, len(pairs), chunk):
-        part = pairs[k:k + chunk]
+        part = pairs[k : k + chunk]
         path = work_dir / f".pairs-{os.getpid()}.txt"
         path.write_text("".join(f"{names[i]} {names[j]}\n" for i, j in part))
         popts = pycolmap.ImportedPairingOptions(match_list_path=str(path))
@@ -325,8 +344,12 @@ def camera_info(database: Path) -> dict[str, Any]:
         if not cams:
             return {}
         cam = cams[0]
-        return {"model": cam.model.name, "width": int(cam.width), "height": int(cam.height),
-                "params": [float(p) for p in cam.params]}
+        return {
+            "model": cam.model.name,
+            "width": int(cam.width),
+            "height": int(cam.height),
+            "params": [float(p) for p in cam.params],
+        }
     finally:
         db.close()
 
@@ -346,8 +369,9 @@ def set_camera(database: Path, model: str, fx: float, fy: float) -> None:
     db = pycolmap.Database.open(str(database))
     try:
         for cam in db.read_all_cameras():
-            new = pycolmap.Camera.create_from_model_name(cam.camera_id, model, math.sqrt(fx * fy),
-                                                         cam.width, cam.height)
+            new = pycolmap.Camera.create_from_model_name(
+                cam.camera_id, model, math.sqrt(fx * fy), cam.width, cam.height
+            )
             params = np.array(new.params, dtype=np.float64)
             idx = list(new.focal_length_idxs())
             if len(idx) == 2:
@@ -395,12 +419,21 @@ def _model(rec: Any) -> Model:
     cam = {}
     if cams:
         c = cams[0]
-        cam = {"model": c.model.name, "width": int(c.width), "height": int(c.height),
-               "params": [float(p) for p in c.params]}
+        cam = {
+            "model": c.model.name,
+            "width": int(c.width),
+            "height": int(c.height),
+            "params": [float(p) for p in c.params],
+        }
     n = rec.num_points3D()
-    return Model(rec, names, int(n),
-                 float(rec.compute_mean_reprojection_error()) if n else float("nan"),
-                 float(rec.compute_mean_track_length()) if n else 0.0, cam)
+    return Model(
+        rec,
+        names,
+        int(n),
+        float(rec.compute_mean_reprojection_error()) if n else float("nan"),
+        float(rec.compute_mean_track_length()) if n else 0.0,
+        cam,
+    )
 
 
 @dataclass
@@ -425,8 +458,9 @@ class MapperSettings:
     """Threads (-1: all cores)."""
 
 
-def run_mapper(database: Path, image_dir: Path, out_dir: Path, s: MapperSettings,
-               progress: Progress = _noop) -> list[Model]:
+def run_mapper(
+    database: Path, image_dir: Path, out_dir: Path, s: MapperSettings, progress: Progress = _noop
+) -> list[Model]:
     """Run COLMAP's incremental mapper or GLOMAP's global mapper.
 
     Args:
@@ -474,8 +508,14 @@ def run_mapper(database: Path, image_dir: Path, out_dir: Path, s: MapperSettings
         def nxt() -> None:
             progress(1)
 
-        recs = pycolmap.incremental_mapping(str(database), str(image_dir), str(out_dir), o,
-                                            initial_image_pair_callback=first, next_image_callback=nxt)
+        recs = pycolmap.incremental_mapping(
+            str(database),
+            str(image_dir),
+            str(out_dir),
+            o,
+            initial_image_pair_callback=first,
+            next_image_callback=nxt,
+        )
     models = [_model(r) for r in recs.values()]
     models.sort(key=lambda m: (m.size, m.points), reverse=True)
     return models
@@ -523,9 +563,19 @@ def model_cameras(rec: Any) -> dict[str, Any]:
     rgb = np.array([pts[i].color for i in ids], dtype=np.uint8).reshape(-1, 3)
     cams = {}
     for cid, c in rec.cameras.items():
-        cams[int(cid)] = {"model": c.model.name, "width": int(c.width), "height": int(c.height),
-                          "params": [float(p) for p in c.params],
-                          "K": np.asarray(c.calibration_matrix(), dtype=np.float64)}
-    return {"names": [im.name for im in images], "camtoworlds": c2w,
-            "camera_ids": np.array([im.camera_id for im in images]),
-            "points": xyz, "colors": rgb, "point_ids": ids, "cameras": cams}
+        cams[int(cid)] = {
+            "model": c.model.name,
+            "width": int(c.width),
+            "height": int(c.height),
+            "params": [float(p) for p in c.params],
+            "K": np.asarray(c.calibration_matrix(), dtype=np.float64),
+        }
+    return {
+        "names": [im.name for im in images],
+        "camtoworlds": c2w,
+        "camera_ids": np.array([im.camera_id for im in images]),
+        "points": xyz,
+        "colors": rgb,
+        "point_ids": ids,
+        "cameras": cams,
+    }

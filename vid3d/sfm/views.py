@@ -22,10 +22,10 @@ import cv2
 import numpy as np
 import pycolmap
 
-from ..errors import MissingStageError
-from ..scene import Scene
-from ..workspace import Workspace, atomic_dir, fingerprint_paths
-from . import colmap
+from vid3d.errors import MissingStageError
+from vid3d.scene import Scene
+from vid3d.sfm import colmap
+from vid3d.workspace import Workspace, atomic_dir, fingerprint_paths
 
 PINHOLE_MODELS = ("SIMPLE_PINHOLE", "PINHOLE")
 CACHE_VERSION = 1
@@ -59,8 +59,9 @@ def load_scene(ws: Workspace) -> Scene:
     data = colmap.model_cameras(rec)
     names = data["names"]
     if not names:
-        raise MissingStageError(f"the model in {ws.sparse0} has no registered images",
-                                "run `vid3d poses` again")
+        raise MissingStageError(
+            f"the model in {ws.sparse0} has no registered images", "run `vid3d poses` again"
+        )
     cam_ids = data["camera_ids"]
     cams = data["cameras"]
     first = cams[int(cam_ids[0])]
@@ -74,11 +75,20 @@ def load_scene(ws: Workspace) -> Scene:
         Ks = np.stack([pin.K] * len(names))
         width, height = pin.width, pin.height
         image_paths = [ws.undistorted / "images" / n for n in names]
-        mask_paths = [(ws.undistorted / "masks" / ws.mask_for(n).name) if ws.find_mask(n) else None
-                      for n in names]
-    return Scene(names=names, camtoworlds=data["camtoworlds"], Ks=Ks, width=int(width),
-                 height=int(height), image_paths=image_paths, mask_paths=mask_paths,
-                 points=data["points"], colors=data["colors"])
+        mask_paths = [
+            (ws.undistorted / "masks" / ws.mask_for(n).name) if ws.find_mask(n) else None for n in names
+        ]
+    return Scene(
+        names=names,
+        camtoworlds=data["camtoworlds"],
+        Ks=Ks,
+        width=int(width),
+        height=int(height),
+        image_paths=image_paths,
+        mask_paths=mask_paths,
+        points=data["points"],
+        colors=data["colors"],
+    )
 
 
 def _undistort(ws: Workspace, rec: Any, names: list[str]) -> _Pinhole:
@@ -88,15 +98,18 @@ def _undistort(ws: Workspace, rec: Any, names: list[str]) -> _Pinhole:
     cams = {rec.find_image_with_name(n).camera_id for n in names}
     cam = rec.cameras[next(iter(cams))]
     if len(cams) > 1:  # vid3d writes one shared camera; other models would need one K each
-        raise MissingStageError("the model has several cameras; vid3d expects one shared camera",
-                                "run `vid3d poses` again")
+        raise MissingStageError(
+            "the model has several cameras; vid3d expects one shared camera", "run `vid3d poses` again"
+        )
     pin = pycolmap.undistort_camera(pycolmap.UndistortCameraOptions(), cam)
     K = np.asarray(pin.calibration_matrix(), dtype=np.float64)
-    stamp = {"version": CACHE_VERSION,
-             "sparse": fingerprint_paths([ws.sparse0]),
-             "images": fingerprint_paths([ws.images]),
-             "masks": fingerprint_paths([ws.masks]) if ws.masks.is_dir() else None,
-             "names": names}
+    stamp = {
+        "version": CACHE_VERSION,
+        "sparse": fingerprint_paths([ws.sparse0]),
+        "images": fingerprint_paths([ws.images]),
+        "masks": fingerprint_paths([ws.masks]) if ws.masks.is_dir() else None,
+        "names": names,
+    }
     result = _Pinhole(K=K, width=int(pin.width), height=int(pin.height))
     try:
         if json.loads((cache / "stamp.json").read_text()) == stamp:
@@ -120,8 +133,9 @@ def _undistort(ws: Workspace, rec: Any, names: list[str]) -> _Pinhole:
             mp = ws.find_mask(n)
             if mp is not None:
                 m = cv2.imread(str(mp), cv2.IMREAD_GRAYSCALE)
-                mo = cv2.remap(m, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
-                               borderValue=0)
+                mo = cv2.remap(
+                    m, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+                )
                 cv2.imwrite(str(tmp / "masks" / ws.mask_for(n).name), mo)
         (tmp / "stamp.json").write_text(json.dumps(stamp))
     return result

@@ -38,7 +38,6 @@ from __future__ import annotations
 import functools
 import math
 import time
-from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -50,13 +49,13 @@ try:
     import numba
 except ImportError as exc:  # numba is a dependency; a broken install falls back to torch
     numba = None
-    _IMPORT_ERROR: Optional[str] = f"numba cannot be imported ({exc})"
+    _IMPORT_ERROR: str | None = f"numba cannot be imported ({exc})"
 else:
     _IMPORT_ERROR = None
 
 _ALPHA_MIN = 1.0 / 255.0  # gsplat's ALPHA_THRESHOLD
 _T_MIN = 1e-4  # a pixel is done before its transmittance falls to this
-_STATE: Dict[str, object] = {"compile_seconds": None, "cache_error": None}
+_STATE: dict[str, object] = {"compile_seconds": None, "cache_error": None}
 
 
 def _jit(fn=None, **options):
@@ -401,8 +400,9 @@ def _isect_tiles(means2d, radii, depths, tile_size, tile_width, tile_height):
     offsets = np.cumsum(counts)
     isect_ids = np.empty(offsets[-1], np.int64)
     flatten_ids = np.empty(offsets[-1], np.int32)
-    _isect_fill_kernel(rects, depth_keys.reshape(-1), N, tile_width, tile_height, offsets,
-                       isect_ids, flatten_ids)
+    _isect_fill_kernel(
+        rects, depth_keys.reshape(-1), N, tile_width, tile_height, offsets, isect_ids, flatten_ids
+    )
     tiles_per_gauss = (rects[:, 1] - rects[:, 0]) * (rects[:, 3] - rects[:, 2])
     return (
         torch.from_numpy(tiles_per_gauss.astype(np.int32).reshape(C, N)),
@@ -429,14 +429,14 @@ class _RasterizeToPixelsCPU(torch.autograd.Function):
         conics: Tensor,  # [C, N, 3]
         colors: Tensor,  # [C, N, D]
         opacities: Tensor,  # [C, N]
-        backgrounds: Optional[Tensor],  # [C, D]
+        backgrounds: Tensor | None,  # [C, D]
         width: int,
         height: int,
         tile_size: int,
         tile_offsets: Tensor,  # [C * tile_height * tile_width + 1]
         flatten_ids: Tensor,  # [n_isects]
         absgrad: bool,
-    ) -> Tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor]:
         C, N, D = colors.shape
         dtype = colors.dtype
         tile_width = (width + tile_size - 1) // tile_size
@@ -451,9 +451,7 @@ class _RasterizeToPixelsCPU(torch.autograd.Function):
         final_T = torch.from_numpy(out_T)
         last_ids = torch.from_numpy(out_last)
         render_alphas = (1.0 - final_T).to(dtype)[..., None]  # [C, H, W, 1]
-        ctx.save_for_backward(
-            conics, colors, opacities, bg, tile_offsets, flatten_ids, final_T, last_ids
-        )
+        ctx.save_for_backward(conics, colors, opacities, bg, tile_offsets, flatten_ids, final_T, last_ids)
         ctx.means2d = means2d  # not saved: absgrad is set on this very tensor
         ctx.has_backgrounds = backgrounds is not None
         ctx.tile_size, ctx.absgrad = tile_size, absgrad
@@ -461,9 +459,7 @@ class _RasterizeToPixelsCPU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, v_render_colors: Tensor, v_render_alphas: Tensor):
-        conics, colors, opacities, bg, tile_offsets, flatten_ids, final_T, last_ids = (
-            ctx.saved_tensors
-        )
+        conics, colors, opacities, bg, tile_offsets, flatten_ids, final_T, last_ids = ctx.saved_tensors
         means2d = ctx.means2d
         C, N, D = colors.shape
         n_isects = len(flatten_ids)
@@ -496,7 +492,7 @@ class _RasterizeToPixelsCPU(torch.autograd.Function):
 
         ids = flatten_ids.long()
 
-        def reduce(v: np.ndarray, shape: Tuple[int, ...]) -> Tensor:
+        def reduce(v: np.ndarray, shape: tuple[int, ...]) -> Tensor:
             out = torch.zeros((C * N,) + v.shape[1:], dtype=dtype)
             return out.index_add_(0, ids, torch.from_numpy(v)).reshape(shape)
 
@@ -512,7 +508,12 @@ class _RasterizeToPixelsCPU(torch.autograd.Function):
             reduce(v_colors, (C, N, D)),
             reduce(v_opacities, (C, N)),
             v_bg,
-            None, None, None, None, None, None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
         )
 
 
@@ -555,8 +556,9 @@ def _ensure_compiled() -> None:
 
 def _compile_both() -> None:
     """Run every kernel once on a one-Gaussian scene, in float32 and float64."""
-    _isect_tiles(torch.full((1, 1, 2), 8.0), torch.full((1, 1, 2), 3, dtype=torch.int32),
-                 torch.ones(1, 1), 16, 1, 1)
+    _isect_tiles(
+        torch.full((1, 1, 2), 8.0), torch.full((1, 1, 2), 3, dtype=torch.int32), torch.ones(1, 1), 16, 1, 1
+    )
     for dtype in (torch.float32, torch.float64):
         means2d = torch.tensor([[[8.0, 8.0]]], dtype=dtype, requires_grad=True)
         conics = torch.tensor([[[0.5, 0.0, 0.5]]], dtype=dtype)
@@ -575,7 +577,7 @@ def available() -> bool:
     return numba is not None
 
 
-def kernel_status(compile: bool = False) -> Dict[str, object]:
+def kernel_status(compile: bool = False) -> dict[str, object]:
     """Whether the native kernel can run, where it is cached, how long it took to build.
 
     Args:
@@ -591,8 +593,12 @@ def kernel_status(compile: bool = False) -> Dict[str, object]:
     """
     if numba is None:
         return {
-            "available": False, "compiled": False, "from_cache": False,
-            "compile_seconds": None, "cache_dir": None, "cache_writable": False,
+            "available": False,
+            "compiled": False,
+            "from_cache": False,
+            "compile_seconds": None,
+            "cache_dir": None,
+            "cache_writable": False,
             "error": _IMPORT_ERROR,
         }
     error = _STATE["cache_error"]
@@ -625,9 +631,9 @@ def rasterize_to_pixels(
     tile_size: int,
     tile_offsets: Tensor,  # [C * tile_height * tile_width + 1]
     flatten_ids: Tensor,  # [n_isects]
-    backgrounds: Optional[Tensor] = None,  # [C, D]
+    backgrounds: Tensor | None = None,  # [C, D]
     absgrad: bool = False,
-) -> Tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor]:
     """Alpha-composite per-tile Gaussian lists with the native kernel (differentiable).
 
     Same arguments and results as
@@ -656,6 +662,15 @@ def rasterize_to_pixels(
     """
     _ensure_compiled()
     return _RasterizeToPixelsCPU.apply(
-        means2d, conics, colors, opacities, backgrounds, width, height, tile_size,
-        tile_offsets, flatten_ids, absgrad,
+        means2d,
+        conics,
+        colors,
+        opacities,
+        backgrounds,
+        width,
+        height,
+        tile_size,
+        tile_offsets,
+        flatten_ids,
+        absgrad,
     )

@@ -12,7 +12,7 @@ gradient is needed.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,7 @@ class Projection(NamedTuple):
     means2d: Tensor  # [C, N, 2]
     depths: Tensor  # [C, N]
     conics: Tensor  # [C, N, 3] upper triangle of the inverse 2D covariance
-    compensations: Optional[Tensor]  # [C, N], only for antialiased mode
+    compensations: Tensor | None  # [C, N], only for antialiased mode
 
 
 class TileIntersections(NamedTuple):
@@ -57,9 +57,15 @@ def quat_scale_to_matrix(
     w, x, y, z = F.normalize(quats, p=2, dim=-1).unbind(-1)
     R = torch.stack(
         [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - w * z),
+            2 * (x * z + w * y),
+            2 * (x * y + w * z),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - w * x),
+            2 * (x * z - w * y),
+            2 * (y * z + w * x),
+            1 - 2 * (x * x + y * y),
         ],
         dim=-1,
     ).reshape(quats.shape[:-1] + (3, 3))  # [N, 3, 3]
@@ -78,7 +84,7 @@ def project_gaussians(
     near_plane: float = 0.01,
     far_plane: float = 1e10,
     radius_clip: float = 0.0,
-    opacities: Optional[Tensor] = None,  # [N]
+    opacities: Tensor | None = None,  # [N]
     calc_compensations: bool = False,
 ) -> Projection:
     """EWA pinhole projection with gsplat's culling (``fully_fused_projection``).
@@ -169,8 +175,10 @@ def project_gaussians(
             bound = torch.sqrt(2.0 * torch.log(opac.clamp_min(ALPHA_THRESHOLD) / ALPHA_THRESHOLD))
             extend = torch.minimum(extend, bound)
         radius = torch.stack(
-            [torch.ceil(extend * torch.sqrt(a.clamp_min(0))),
-             torch.ceil(extend * torch.sqrt(c.clamp_min(0)))],
+            [
+                torch.ceil(extend * torch.sqrt(a.clamp_min(0))),
+                torch.ceil(extend * torch.sqrt(c.clamp_min(0))),
+            ],
             dim=-1,
         )  # [C, N, 2]
         valid &= (radius > radius_clip).any(dim=-1)

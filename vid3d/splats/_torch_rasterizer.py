@@ -20,8 +20,6 @@ during backward, so peak memory stays near one batch's intermediates (about
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
 import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
@@ -43,8 +41,8 @@ def rasterize_to_pixels_torch(
     tile_size: int,
     tile_offsets: Tensor,  # [C * tile_height * tile_width + 1]
     flatten_ids: Tensor,  # [n_isects]
-    backgrounds: Optional[Tensor] = None,  # [C, D]
-) -> Tuple[Tensor, Tensor]:
+    backgrounds: Tensor | None = None,  # [C, D]
+) -> tuple[Tensor, Tensor]:
     """Alpha-composite per-tile Gaussian lists into images, in plain PyTorch.
 
     Args:
@@ -96,9 +94,7 @@ def rasterize_to_pixels_torch(
         L = 1 << int(b)
         pos = starts[tiles, None] + torch.arange(L, device=device)  # [B, L]
         inside = pos < (starts + lengths)[tiles, None]
-        ids = torch.where(
-            inside, flatten_ids.long()[pos.clamp_max(len(flatten_ids) - 1)], C * N
-        )  # [B, L]
+        ids = torch.where(inside, flatten_ids.long()[pos.clamp_max(len(flatten_ids) - 1)], C * N)  # [B, L]
         tile_in_img = tiles % n_tiles
         px = (tile_in_img % tile_width)[:, None] * tile_size + local_x  # [B, P]
         py = (tile_in_img // tile_width)[:, None] * tile_size + local_y  # [B, P]
@@ -106,13 +102,16 @@ def rasterize_to_pixels_torch(
         for r in range(0, len(tiles), rows):
             acc, T = checkpoint(
                 _composite_tiles,
-                ids[r : r + rows], px[r : r + rows], py[r : r + rows],
-                means_f, conics_f, colors_f, opac_f,
+                ids[r : r + rows],
+                px[r : r + rows],
+                py[r : r + rows],
+                means_f,
+                conics_f,
+                colors_f,
+                opac_f,
                 use_reentrant=False,
             )
-            pix_ids.append(
-                _tile_pixel_ids(tiles[r : r + rows], n_tiles, tile_width, tile_size, Wp, Hp)
-            )
+            pix_ids.append(_tile_pixel_ids(tiles[r : r + rows], n_tiles, tile_width, tile_size, Wp, Hp))
             pix_colors.append(acc.reshape(-1, D))
             pix_T.append(T.reshape(-1))
 
@@ -135,9 +134,7 @@ def _pad(x: Tensor) -> Tensor:
     return torch.cat([x, x.new_zeros(1, x.shape[-1])])
 
 
-def _tile_pixel_ids(
-    tiles: Tensor, n_tiles: int, tile_width: int, tile_size: int, Wp: int, Hp: int
-) -> Tensor:
+def _tile_pixel_ids(tiles: Tensor, n_tiles: int, tile_width: int, tile_size: int, Wp: int, Hp: int) -> Tensor:
     """Flat indices into [C, Hp, Wp] of the pixels of the given tiles. [B * P]"""
     ar = torch.arange(tile_size, device=tiles.device)
     cam, t = tiles // n_tiles, tiles % n_tiles
@@ -154,7 +151,7 @@ def _composite_tiles(
     conics: Tensor,  # [C * N + 1, 3]
     colors: Tensor,  # [C * N + 1, D]
     opacities: Tensor,  # [C * N + 1]
-) -> Tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor]:
     """Front-to-back compositing of B tiles with padded lists of length L.
 
     Returns:
@@ -171,8 +168,7 @@ def _composite_tiles(
         dx = mu[:, None, :, 0] - px[:, :, None]  # [B, P, K]
         dy = mu[:, None, :, 1] - py[:, :, None]  # [B, P, K]
         sigma = (
-            0.5 * (con[:, None, :, 0] * dx * dx + con[:, None, :, 2] * dy * dy)
-            + con[:, None, :, 1] * dx * dy
+            0.5 * (con[:, None, :, 0] * dx * dx + con[:, None, :, 2] * dy * dy) + con[:, None, :, 1] * dx * dy
         )  # [B, P, K]
         alpha = torch.clamp_max(opac[:, None, :] * torch.exp(-sigma), 0.999)
         alpha = torch.where((sigma >= 0) & (alpha >= ALPHA_THRESHOLD), alpha, 0.0)

@@ -55,8 +55,9 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return (x * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def photometric_loss(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
-                     ssim_lambda: float = 0.2) -> torch.Tensor:
+def photometric_loss(
+    render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None, ssim_lambda: float = 0.2
+) -> torch.Tensor:
     """The 3DGS loss ``(1 - lambda) * L1 + lambda * (1 - SSIM)``, over unmasked pixels.
 
     Args:
@@ -71,8 +72,14 @@ def photometric_loss(render: torch.Tensor, target: torch.Tensor, mask: torch.Ten
     return (1.0 - ssim_lambda) * l1 + ssim_lambda * dssim
 
 
-def robust_mask(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
-                factor: float = 3.0, floor: float = 0.1, blob: int = 5) -> torch.Tensor:
+def robust_mask(
+    render: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    factor: float = 3.0,
+    floor: float = 0.1,
+    blob: int = 5,
+) -> torch.Tensor:
     """The pixels a robust loss keeps: those whose error is not far above the frame's typical
     error, as in RobustNeRF's trimmed loss (what moved between frames and was not masked:
     a passing car, a waving hand; the splats cannot explain it, so it must not pull them).
@@ -96,8 +103,9 @@ def robust_mask(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor |
         err = (render - target).abs().mean(-1, keepdim=True).permute(0, 3, 1, 2)  # [B, 1, H, W]
         err = F.avg_pool2d(err, 3, 1, 1)[:, 0]  # [B, H, W]
         use = torch.ones_like(err, dtype=torch.bool) if mask is None else mask.bool()
-        typical = torch.stack([e[u].median() if u.any() else e.new_zeros(())
-                               for e, u in zip(err, use)])  # [B]
+        typical = torch.stack(
+            [e[u].median() if u.any() else e.new_zeros(()) for e, u in zip(err, use)]
+        )  # [B]
         outlier = err > torch.clamp(factor * typical, min=floor)[:, None, None]
         share = F.avg_pool2d(outlier[:, None].float(), blob, 1, blob // 2)[:, 0]
         return use & ~(outlier & (share > 0.5))

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import FileSystemError, InputError, TrainingError, storage_hint
-from ..workspace import atomic_path
+from vid3d.errors import FileSystemError, InputError, TrainingError, storage_hint
+from vid3d.workspace import atomic_path
 
 PARAM_NAMES = ("means", "quats", "scales", "opacities", "sh0", "shN")
 SH_C0 = 0.28209479177387814
@@ -52,8 +52,14 @@ def knn_mean_distance(points: np.ndarray, k: int = 3) -> np.ndarray:
     return dist[:, 1:].mean(axis=1)
 
 
-def init_splats(points: np.ndarray, colors: np.ndarray, sh_degree: int, init_opacity: float,
-                init_scale: float, device: torch.device | str = "cpu") -> torch.nn.ParameterDict:
+def init_splats(
+    points: np.ndarray,
+    colors: np.ndarray,
+    sh_degree: int,
+    init_opacity: float,
+    init_scale: float,
+    device: torch.device | str = "cpu",
+) -> torch.nn.ParameterDict:
     """Gaussians at the SfM points, isotropic, sized by their neighbours' distance.
 
     Args:
@@ -73,9 +79,7 @@ def init_splats(points: np.ndarray, colors: np.ndarray, sh_degree: int, init_opa
     sh0 = rgb_to_sh(torch.tensor(colors, dtype=torch.float32) / 255.0)[:, None, :]
     shN = torch.zeros(n, (sh_degree + 1) ** 2 - 1, 3)
     params = dict(means=means, quats=quats, scales=scales, opacities=opacities, sh0=sh0, shN=shN)
-    return torch.nn.ParameterDict(
-        {k: torch.nn.Parameter(v.to(device)) for k, v in params.items()}
-    )
+    return torch.nn.ParameterDict({k: torch.nn.Parameter(v.to(device)) for k, v in params.items()})
 
 
 @dataclass
@@ -126,16 +130,25 @@ def check_splats(splats: dict[str, Any], sh_degree: int | None = None) -> str | 
     missing = [k for k in PARAM_NAMES if not torch.is_tensor(splats.get(k))]
     if missing:
         return f"splat parameters {', '.join(missing)} are missing"
-    trailing = {"means": (3,), "quats": (4,), "scales": (3,), "opacities": (), "sh0": (1, 3),
-                "shN": (None, 3) if sh_degree is None else ((sh_degree + 1) ** 2 - 1, 3)}
+    trailing = {
+        "means": (3,),
+        "quats": (4,),
+        "scales": (3,),
+        "opacities": (),
+        "sh0": (1, 3),
+        "shN": (None, 3) if sh_degree is None else ((sh_degree + 1) ** 2 - 1, 3),
+    }
     n = splats["means"].shape[0] if splats["means"].dim() > 0 else -1
     for k, tail in trailing.items():
         v = splats[k]
         shape = tuple(v.shape)
         if not v.is_floating_point():
             return f"splat parameter {k} is {v.dtype}, not floating point"
-        if (len(shape) != 1 + len(tail) or shape[0] != n
-                or any(t is not None and t != d for t, d in zip(tail, shape[1:]))):
+        if (
+            len(shape) != 1 + len(tail)
+            or shape[0] != n
+            or any(t is not None and t != d for t, d in zip(tail, shape[1:]))
+        ):
             want = ", ".join(["N", *("K" if t is None else str(t) for t in tail)])
             return f"splat parameter {k} has shape {list(shape)}, not [{want}] with N = {n}"
     if n == 0:
@@ -159,8 +172,10 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
     """
     problem = check_splats(ckpt.splats, ckpt.sh_degree)
     if problem is not None:
-        raise TrainingError(f"refusing to write the checkpoint {path}: {problem}",
-                            "the training diverged; try a lower learning rate")
+        raise TrainingError(
+            f"refusing to write the checkpoint {path}: {problem}",
+            "the training diverged; try a lower learning rate",
+        )
     data = {
         "splats": {k: v.detach().cpu() for k, v in ckpt.splats.items()},
         "step": int(ckpt.step),
@@ -175,15 +190,19 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
             torch.save(data, tmp)
         except RuntimeError as e:  # torch's zip writer reports a failed write this way
             hint = storage_hint(Path(path).parent)
-            why = ("the disk is full or a file-size limit was reached" if hint
-                   else str(e).strip().splitlines()[0][:200])
-            raise FileSystemError(f"cannot write {path}: {why}",
-                                  hint or "check free disk space and the folder's permissions"
-                                  ) from e
+            why = (
+                "the disk is full or a file-size limit was reached"
+                if hint
+                else str(e).strip().splitlines()[0][:200]
+            )
+            raise FileSystemError(
+                f"cannot write {path}: {why}", hint or "check free disk space and the folder's permissions"
+            ) from e
 
 
-def load_checkpoint(path: Path, device: torch.device | str = "cpu", *,
-                    require_finished: bool = False) -> Checkpoint:
+def load_checkpoint(
+    path: Path, device: torch.device | str = "cpu", *, require_finished: bool = False
+) -> Checkpoint:
     """Read and validate a checkpoint written by :func:`save_checkpoint`.
 
     The file is loaded on the CPU with ``weights_only=True`` (so ``state``, e.g. RNG
@@ -208,11 +227,11 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu", *,
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file: torch raises several types
         first = (str(e).strip().splitlines() or [""])[0][:160]
-        raise InputError(f"{path} is not a readable vid3d checkpoint ({type(e).__name__}: {first})",
-                         hint) from e
+        raise InputError(
+            f"{path} is not a readable vid3d checkpoint ({type(e).__name__}: {first})", hint
+        ) from e
     if not isinstance(data, dict):
-        raise InputError(f"{path} is not a vid3d checkpoint (it holds a {type(data).__name__})",
-                         hint)
+        raise InputError(f"{path} is not a vid3d checkpoint (it holds a {type(data).__name__})", hint)
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
         raise InputError(f"{path} is not a vid3d checkpoint (no {', '.join(missing)})", hint)
@@ -220,8 +239,9 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu", *,
         step, sh_degree = int(data["step"]), int(data["sh_degree"])
         normalization = np.asarray(data["normalization"].cpu().numpy(), dtype=np.float64)
     except (TypeError, ValueError, AttributeError) as e:
-        raise InputError(f"{path} is not a vid3d checkpoint (bad step, sh_degree or normalization)",
-                         hint) from e
+        raise InputError(
+            f"{path} is not a vid3d checkpoint (bad step, sh_degree or normalization)", hint
+        ) from e
     problem = check_splats(data["splats"], sh_degree)
     if problem is None and (normalization.shape != (4, 4) or not np.isfinite(normalization).all()):
         problem = "its normalization is not a finite 4x4 matrix"
@@ -230,8 +250,11 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu", *,
     finished = data.get("finished")
     steps = data.get("steps")
     if require_finished and finished is not True:
-        what = (f"an unfinished training run (step {step} of {steps})" if finished is False
-                else "no finished training run (written by an older vid3d or an interrupted run)")
+        what = (
+            f"an unfinished training run (step {step} of {steps})"
+            if finished is False
+            else "no finished training run (written by an older vid3d or an interrupted run)"
+        )
         raise InputError(f"{path} holds {what}", hint)
     return Checkpoint(
         splats={k: data["splats"][k].to(device) for k in PARAM_NAMES},
@@ -270,11 +293,20 @@ def export(splats: dict[str, torch.Tensor], path: Path, format: str = "ply") -> 
 
     problem = check_splats(splats)
     if problem is not None:
-        raise TrainingError(f"refusing to write {path}: {problem}",
-                            "the training diverged or pruned every Gaussian; retrain with "
-                            "`vid3d train WS --force` and a lower learning rate")
+        raise TrainingError(
+            f"refusing to write {path}: {problem}",
+            "the training diverged or pruned every Gaussian; retrain with "
+            "`vid3d train WS --force` and a lower learning rate",
+        )
     s = {k: v.detach().cpu().float() for k, v in splats.items()}
     with atomic_path(path) as tmp:
-        export_splats(means=s["means"], scales=s["scales"], quats=s["quats"],
-                      opacities=s["opacities"], sh0=s["sh0"], shN=s["shN"],
-                      format=format, save_to=str(tmp))
+        export_splats(
+            means=s["means"],
+            scales=s["scales"],
+            quats=s["quats"],
+            opacities=s["opacities"],
+            sh0=s["sh0"],
+            shN=s["shN"],
+            format=format,
+            save_to=str(tmp),
+        )

@@ -63,8 +63,18 @@ def kernel_status(compile: bool = False) -> dict[str, object]:
 GSPLAT_WHEEL_INDEX = "https://docs.gsplat.studio/whl"
 """gsplat's own index of prebuilt wheels (with compiled CUDA kernels), one folder per
 ``pt<torch>cu<cuda>`` tag."""
-GSPLAT_PREBUILT_TAGS = ("pt20cu118", "pt21cu118", "pt21cu121", "pt22cu118", "pt22cu121",
-                        "pt23cu118", "pt23cu121", "pt24cu118", "pt24cu121", "pt24cu124")
+GSPLAT_PREBUILT_TAGS = (
+    "pt20cu118",
+    "pt21cu118",
+    "pt21cu121",
+    "pt22cu118",
+    "pt22cu121",
+    "pt23cu118",
+    "pt23cu121",
+    "pt24cu118",
+    "pt24cu121",
+    "pt24cu124",
+)
 """The tags gsplat 1.5.3 has prebuilt wheels for on :data:`GSPLAT_WHEEL_INDEX`, all for
 CPython 3.10 on Linux x86_64 (the index as of gsplat 1.5.3)."""
 NO_BUILD_ENV = "VID3D_GSPLAT_NO_BUILD"
@@ -76,8 +86,9 @@ _EXTENSION = "gsplat_cuda"  # the name gsplat's JIT build uses
 _prepared: dict[str, Any] = {}  # this process's load: how, seconds, error, prebuilt_error
 
 
-def cuda_kernels_hint(torch_version: str | None = None, cuda_version: str | None = None,
-                      python: tuple[int, int] | None = None) -> str:
+def cuda_kernels_hint(
+    torch_version: str | None = None, cuda_version: str | None = None, python: tuple[int, int] | None = None
+) -> str:
     """How to get gsplat's CUDA kernels for this torch build, in one sentence.
 
     Args:
@@ -89,17 +100,25 @@ def cuda_kernels_hint(torch_version: str | None = None, cuda_version: str | None
     cu = cuda_version if cuda_version is not None else torch.version.cuda
     py = python or sys.version_info[:2]
     if not cu:
-        return (f"torch {tv} is a CPU build: install a CUDA build of PyTorch first "
-                "(e.g. `pip install torch` from PyPI on Linux), or use --device cpu")
+        return (
+            f"torch {tv} is a CPU build: install a CUDA build of PyTorch first "
+            "(e.g. `pip install torch` from PyPI on Linux), or use --device cpu"
+        )
     tag = "pt{}{}cu{}".format(*tv.split(".")[:2], cu.replace(".", ""))
-    compile_ = (f"install a CUDA {cu} toolkit (nvcc) with a C++ compiler and "
-                "`pip install ninja`, then run `vid3d doctor` once to compile them")
+    compile_ = (
+        f"install a CUDA {cu} toolkit (nvcc) with a C++ compiler and "
+        "`pip install ninja`, then run `vid3d doctor` once to compile them"
+    )
     if tag in GSPLAT_PREBUILT_TAGS and tuple(py) == (3, 10):
-        return (f"install gsplat's prebuilt kernels with `pip install gsplat==1.5.3 "
-                f"--index-url {GSPLAT_WHEEL_INDEX}/{tag}`, or {compile_}; or use --device cpu")
-    return (f"gsplat's prebuilt kernels ({GSPLAT_WHEEL_INDEX}) exist only for torch 2.0-2.4 on "
-            f"Python 3.10, none for torch {tv} + CUDA {cu} on Python {py[0]}.{py[1]}: "
-            f"{compile_}; or use --device cpu")
+        return (
+            f"install gsplat's prebuilt kernels with `pip install gsplat==1.5.3 "
+            f"--index-url {GSPLAT_WHEEL_INDEX}/{tag}`, or {compile_}; or use --device cpu"
+        )
+    return (
+        f"gsplat's prebuilt kernels ({GSPLAT_WHEEL_INDEX}) exist only for torch 2.0-2.4 on "
+        f"Python 3.10, none for torch {tv} + CUDA {cu} on Python {py[0]}.{py[1]}: "
+        f"{compile_}; or use --device cpu"
+    )
 
 
 def _nvcc() -> str | None:
@@ -127,7 +146,8 @@ def _build_dir() -> str | None:
 
 def _has_build(build_dir: str | None) -> bool:
     return bool(build_dir) and any(
-        os.path.exists(os.path.join(build_dir, f"{_EXTENSION}{ext}")) for ext in (".so", ".lib"))
+        os.path.exists(os.path.join(build_dir, f"{_EXTENSION}{ext}")) for ext in (".so", ".lib")
+    )
 
 
 def _kernels_loaded() -> bool:
@@ -162,8 +182,15 @@ def cuda_backend_status() -> dict[str, Any]:
         before loading), ``detail`` (one sentence), ``hint`` (how to fix it, or None),
         ``how``, ``seconds``, ``build_dir``, ``nvcc``.
     """
-    st: dict[str, Any] = {"state": "no-cuda", "usable": False, "hint": None, "how": None,
-                          "seconds": None, "build_dir": None, "nvcc": None}
+    st: dict[str, Any] = {
+        "state": "no-cuda",
+        "usable": False,
+        "hint": None,
+        "how": None,
+        "seconds": None,
+        "build_dir": None,
+        "nvcc": None,
+    }
     if not torch.cuda.is_available():
         cpu_build = " (this torch is a CPU build)" if not torch.version.cuda else ""
         return {**st, "detail": f"PyTorch sees no CUDA GPU{cpu_build}"}
@@ -171,15 +198,30 @@ def cuda_backend_status() -> dict[str, Any]:
     if mod is not None and getattr(mod, "_C", None) is not None:
         how, secs = _prepared.get("how"), _prepared.get("seconds")
         took = f" ({how} in {secs:.1f} s)" if how and secs is not None else ""
-        return {**st, "state": "loaded", "usable": True, "how": how, "seconds": secs,
-                "detail": f"gsplat's CUDA kernels are loaded{took}"}
+        return {
+            **st,
+            "state": "loaded",
+            "usable": True,
+            "how": how,
+            "seconds": secs,
+            "detail": f"gsplat's CUDA kernels are loaded{took}",
+        }
     error = _prepared.get("error")
     if mod is not None or error:
-        why = error or _prepared.get("prebuilt_error") or (
-            "the gsplat wheel from PyPI has none, and gsplat found no CUDA toolkit to compile "
-            "them (gsplat.cuda._backend._C is None)")
-        return {**st, "state": "failed", "hint": cuda_kernels_hint(),
-                "detail": f"gsplat's CUDA kernels did not load: {why}"}
+        why = (
+            error
+            or _prepared.get("prebuilt_error")
+            or (
+                "the gsplat wheel from PyPI has none, and gsplat found no CUDA toolkit to compile "
+                "them (gsplat.cuda._backend._C is None)"
+            )
+        )
+        return {
+            **st,
+            "state": "failed",
+            "hint": cuda_kernels_hint(),
+            "detail": f"gsplat's CUDA kernels did not load: {why}",
+        }
     try:
         prebuilt = importlib.util.find_spec("gsplat.csrc") is not None
     except (ImportError, ValueError):
@@ -189,37 +231,66 @@ def cuda_backend_status() -> dict[str, Any]:
     nvcc = _nvcc()
     st.update(build_dir=build_dir, nvcc=nvcc, usable=None)
     if prebuilt:
-        return {**st, "state": "prebuilt",
-                "detail": "gsplat ships prebuilt CUDA kernels (gsplat.csrc), not loaded yet"}
+        return {
+            **st,
+            "state": "prebuilt",
+            "detail": "gsplat ships prebuilt CUDA kernels (gsplat.csrc), not loaded yet",
+        }
     if built and nvcc:
-        return {**st, "state": "built", "detail": f"gsplat's CUDA kernels were compiled before "
-                                                  f"(in {build_dir}), not loaded yet"}
+        return {
+            **st,
+            "state": "built",
+            "detail": f"gsplat's CUDA kernels were compiled before (in {build_dir}), not loaded yet",
+        }
     if built:  # gsplat looks for its JIT build only where it finds a toolkit
-        return {**st, "state": "missing", "usable": False, "hint": cuda_kernels_hint(),
-                "detail": f"gsplat's CUDA kernels were compiled (in {build_dir}), but gsplat "
-                          "loads them only through the CUDA toolkit (nvcc) they were built with, "
-                          "and none is found: set CUDA_HOME to it"}
+        return {
+            **st,
+            "state": "missing",
+            "usable": False,
+            "hint": cuda_kernels_hint(),
+            "detail": f"gsplat's CUDA kernels were compiled (in {build_dir}), but gsplat "
+            "loads them only through the CUDA toolkit (nvcc) they were built with, "
+            "and none is found: set CUDA_HOME to it",
+        }
     from torch.utils.cpp_extension import is_ninja_available
 
-    lacking = [what for what, ok in (
-        ("nvcc (a CUDA toolkit)", nvcc is not None), ("ninja", is_ninja_available()),
-        ("a C++ compiler", shutil.which(os.environ.get("CXX", "c++")) is not None)) if not ok]
+    lacking = [
+        what
+        for what, ok in (
+            ("nvcc (a CUDA toolkit)", nvcc is not None),
+            ("ninja", is_ninja_available()),
+            ("a C++ compiler", shutil.which(os.environ.get("CXX", "c++")) is not None),
+        )
+        if not ok
+    ]
     if not lacking and os.environ.get(NO_BUILD_ENV) == "1":
-        return {**st, "state": "compile", "usable": False, "hint": cuda_kernels_hint(),
-                "detail": "gsplat's CUDA kernels are not compiled, and this process may not "
-                          f"compile them ({NO_BUILD_ENV}=1: a batch worker, whose parent "
-                          "process had none to load either)"}
+        return {
+            **st,
+            "state": "compile",
+            "usable": False,
+            "hint": cuda_kernels_hint(),
+            "detail": "gsplat's CUDA kernels are not compiled, and this process may not "
+            f"compile them ({NO_BUILD_ENV}=1: a batch worker, whose parent "
+            "process had none to load either)",
+        }
     if not lacking:
-        return {**st, "state": "compile",
-                "detail": f"gsplat's CUDA kernels are not compiled yet; the first use compiles "
-                          f"them with {nvcc} (a few minutes, once)"}
-    return {**st, "state": "missing", "usable": False, "hint": cuda_kernels_hint(),
-            "detail": "gsplat's CUDA kernels are not installed: the gsplat wheel from PyPI has "
-                      f"none, and {', '.join(lacking)} to compile them is missing"}
+        return {
+            **st,
+            "state": "compile",
+            "detail": f"gsplat's CUDA kernels are not compiled yet; the first use compiles "
+            f"them with {nvcc} (a few minutes, once)",
+        }
+    return {
+        **st,
+        "state": "missing",
+        "usable": False,
+        "hint": cuda_kernels_hint(),
+        "detail": "gsplat's CUDA kernels are not installed: the gsplat wheel from PyPI has "
+        f"none, and {', '.join(lacking)} to compile them is missing",
+    }
 
 
-def prepare_cuda_backend(*, build: bool = True,
-                         log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def prepare_cuda_backend(*, build: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Load gsplat's CUDA kernels into this process, compiling them first if needed.
 
     Call it once before CUDA work: ``resolve_device`` and the trainer do, and
@@ -244,11 +315,15 @@ def prepare_cuda_backend(*, build: bool = True,
     if st["state"] == "compile" and st["usable"] is False:  # a batch worker: never compiles
         return st
     if st["state"] == "compile" and not build:
-        return {**st, "usable": False, "hint": cuda_kernels_hint(),
-                "detail": "gsplat's CUDA kernels are not compiled yet (not compiled here: "
-                          "build=False)"}
-    how = {"prebuilt": "prebuilt", "built": "loaded from gsplat's build cache",
-           "compile": "compiled"}[st["state"]]
+        return {
+            **st,
+            "usable": False,
+            "hint": cuda_kernels_hint(),
+            "detail": "gsplat's CUDA kernels are not compiled yet (not compiled here: build=False)",
+        }
+    how = {"prebuilt": "prebuilt", "built": "loaded from gsplat's build cache", "compile": "compiled"}[
+        st["state"]
+    ]
     if st["state"] == "prebuilt":
         try:  # gsplat swallows this error and falls back to its JIT build: keep the reason
             importlib.import_module("gsplat.csrc")
@@ -426,19 +501,32 @@ def rasterize(
         import gsplat
 
         render_colors, render_alphas, info = gsplat.rasterization(
-            means, quats, scales, opacities, colors, viewmats, Ks, width, height,
-            near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip,
-            eps2d=eps2d, sh_degree=sh_degree, packed=packed, tile_size=tile_size,
-            backgrounds=backgrounds, render_mode=render_mode, absgrad=absgrad,
+            means,
+            quats,
+            scales,
+            opacities,
+            colors,
+            viewmats,
+            Ks,
+            width,
+            height,
+            near_plane=near_plane,
+            far_plane=far_plane,
+            radius_clip=radius_clip,
+            eps2d=eps2d,
+            sh_degree=sh_degree,
+            packed=packed,
+            tile_size=tile_size,
+            backgrounds=backgrounds,
+            render_mode=render_mode,
+            absgrad=absgrad,
             rasterize_mode=rasterize_mode,
         )
         if info["means2d"].requires_grad:
             info["means2d"].retain_grad()
         return render_colors, render_alphas, info
     if packed:
-        raise TrainingError(
-            f"The {chosen!r} rasterizer has no packed mode.", hint="Pass packed=False."
-        )
+        raise TrainingError(f"The {chosen!r} rasterizer has no packed mode.", hint="Pass packed=False.")
     if absgrad and chosen == "torch":
         raise TrainingError(
             "The 'torch' rasterizer cannot compute absgrad.",
@@ -447,9 +535,19 @@ def rasterize(
 
     C, N = viewmats.shape[0], means.shape[0]
     proj = project_gaussians(
-        means, quats, scales, viewmats, Ks, width, height, eps2d=eps2d,
-        near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip,
-        opacities=opacities, calc_compensations=rasterize_mode == "antialiased",
+        means,
+        quats,
+        scales,
+        viewmats,
+        Ks,
+        width,
+        height,
+        eps2d=eps2d,
+        near_plane=near_plane,
+        far_plane=far_plane,
+        radius_clip=radius_clip,
+        opacities=opacities,
+        calc_compensations=rasterize_mode == "antialiased",
     )
     opacities_c = opacities[None, :].expand(C, N)  # [C, N]
     if proj.compensations is not None:
@@ -482,13 +580,30 @@ def rasterize(
         means2d.retain_grad()
     if chosen == "cpu":
         render_colors, render_alphas = _cpu_kernel.rasterize_to_pixels(
-            means2d, proj.conics, colors_c, opacities_c, width, height, tile_size,
-            isect.tile_offsets, isect.flatten_ids, backgrounds=backgrounds, absgrad=absgrad,
+            means2d,
+            proj.conics,
+            colors_c,
+            opacities_c,
+            width,
+            height,
+            tile_size,
+            isect.tile_offsets,
+            isect.flatten_ids,
+            backgrounds=backgrounds,
+            absgrad=absgrad,
         )
     else:
         render_colors, render_alphas = rasterize_to_pixels_torch(
-            means2d, proj.conics, colors_c, opacities_c, width, height, tile_size,
-            isect.tile_offsets, isect.flatten_ids, backgrounds=backgrounds,
+            means2d,
+            proj.conics,
+            colors_c,
+            opacities_c,
+            width,
+            height,
+            tile_size,
+            isect.tile_offsets,
+            isect.flatten_ids,
+            backgrounds=backgrounds,
         )
     if render_mode in ("ED", "RGB+ED"):
         render_colors = torch.cat(

@@ -89,8 +89,9 @@ class MCMCStrategy(_GsplatMCMC):
         super().step_post_backward(params, optimizers, state, step, info, lr=lr)
 
 
-def compute_relocation_torch(opacities: Tensor, scales: Tensor, ratios: Tensor,
-                             binoms: Tensor) -> tuple[Tensor, Tensor]:
+def compute_relocation_torch(
+    opacities: Tensor, scales: Tensor, ratios: Tensor, binoms: Tensor
+) -> tuple[Tensor, Tensor]:
     """PyTorch version of ``gsplat.relocation.compute_relocation`` (Eq. 9 of the MCMC paper).
 
     Args:
@@ -124,7 +125,7 @@ def _by_device(cuda_fn, cpu_fn):
     def dispatch(*args, **kwargs):
         first = args[0] if args else next(iter(kwargs.values()))
         if first.is_cuda:
-            from .rasterize import require_cuda_backend
+            from vid3d.splats.rasterize import require_cuda_backend
 
             require_cuda_backend()
             dispatch.calls["cuda"] += 1
@@ -146,8 +147,7 @@ def install_cpu_fallbacks() -> None:
     if getattr(ops.compute_relocation, "_vid3d_fallback", False):
         return
     ops.compute_relocation = _by_device(ops.compute_relocation, compute_relocation_torch)
-    ops.quat_scale_to_covar_preci = _by_device(ops.quat_scale_to_covar_preci,
-                                               _quat_scale_to_covar_preci)
+    ops.quat_scale_to_covar_preci = _by_device(ops.quat_scale_to_covar_preci, _quat_scale_to_covar_preci)
 
 
 def binomial_table(n_max: int) -> Tensor:

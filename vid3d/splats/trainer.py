@@ -27,19 +27,24 @@ import cv2
 import numpy as np
 import torch
 
+from vid3d.config import SplatConfig
 from vid3d.device import cuda_fallback_reason
-
-from ..config import SplatConfig
-from ..errors import InputError, TrainingError
-from ..progress import NULL_REPORTER, Reporter
-from ..scene import Scene, normalization_transform
-from ..workspace import json_safe
-from ._malloc import keep_freed_memory
-from .losses import photometric_loss, psnr, ssim
-from .model import PARAM_NAMES, Checkpoint, init_splats, load_checkpoint, nonfinite, save_checkpoint
-from .rasterize import rasterize, require_cuda_backend, resolve_backend
-from .strategies import DefaultStrategy, MCMCStrategy
-
+from vid3d.errors import InputError, TrainingError
+from vid3d.progress import NULL_REPORTER, Reporter
+from vid3d.scene import Scene, normalization_transform
+from vid3d.splats._malloc import keep_freed_memory
+from vid3d.splats.losses import photometric_loss, psnr, ssim
+from vid3d.splats.model import (
+    PARAM_NAMES,
+    Checkpoint,
+    init_splats,
+    load_checkpoint,
+    nonfinite,
+    save_checkpoint,
+)
+from vid3d.splats.rasterize import rasterize, require_cuda_backend, resolve_backend
+from vid3d.splats.strategies import DefaultStrategy, MCMCStrategy
+from vid3d.workspace import json_safe
 
 FINITE_CHECK_EVERY = 50
 """Steps between checks that every parameter is finite (also at evaluations, checkpoints
@@ -95,13 +100,17 @@ class TrainData:
             return self.images, self.masks, self.Ks
         if factor not in self._levels:
             h, w = max(1, self.height // factor), max(1, self.width // factor)
-            imgs = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA)
-                             for im in self.images.cpu().numpy()])
+            imgs = np.stack(
+                [cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in self.images.cpu().numpy()]
+            )
             masks = None
             if self.masks is not None:
-                masks = np.stack([cv2.resize(m.astype(np.float32), (w, h),
-                                             interpolation=cv2.INTER_AREA) > 0.5
-                                  for m in self.masks.cpu().numpy()])
+                masks = np.stack(
+                    [
+                        cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0.5
+                        for m in self.masks.cpu().numpy()
+                    ]
+                )
                 masks = torch.from_numpy(masks).to(self.masks.device)
             Ks = self.Ks.clone()  # pixel corners at integers: x' = x * w' / w
             Ks[:, 0, :] *= w / self.width
@@ -163,18 +172,25 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(cfg.seed)
         scene = data.scene
         if len(scene.points) < 4:
-            raise TrainingError(f"structure from motion found only {len(scene.points)} points",
-                                "the splats need a sparse point cloud; re-run `vid3d poses` with more frames")
+            raise TrainingError(
+                f"structure from motion found only {len(scene.points)} points",
+                "the splats need a sparse point cloud; re-run `vid3d poses` with more frames",
+            )
         self.scene_scale = float(np.linalg.norm(scene.camtoworlds[:, :3, 3], axis=1).max()) * 1.1
-        self.splats = init_splats(scene.points, scene.colors, cfg.sh_degree, cfg.init_opacity,
-                                  cfg.init_scale, device)
+        self.splats = init_splats(
+            scene.points, scene.colors, cfg.sh_degree, cfg.init_opacity, cfg.init_scale, device
+        )
         self.optimizers = self._make_optimizers()
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(
-            self.optimizers["means"], gamma=0.01 ** (1.0 / max(cfg.steps, 1)))
+            self.optimizers["means"], gamma=0.01 ** (1.0 / max(cfg.steps, 1))
+        )
         self.strategy = make_strategy(cfg)
         self.strategy.check_sanity(self.splats, self.optimizers)
-        self.strategy_state = (self.strategy.initialize_state(scene_scale=self.scene_scale)
-                               if cfg.strategy == "default" else self.strategy.initialize_state())
+        self.strategy_state = (
+            self.strategy.initialize_state(scene_scale=self.scene_scale)
+            if cfg.strategy == "default"
+            else self.strategy.initialize_state()
+        )
         # Per-image affine colour correction (delta from identity), learned with the
         # scene for the training images only; novel views render without it.
         self.exposure = torch.nn.Parameter(torch.zeros(len(data.images), 3, 4, device=device))
@@ -214,11 +230,18 @@ class Trainer:
 
     def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.cfg
-        lrs = dict(means=c.lr_means * self.scene_scale, quats=c.lr_quats, scales=c.lr_scales,
-                   opacities=c.lr_opacities, sh0=c.lr_sh0, shN=c.lr_shN)
-        return {name: torch.optim.Adam([{"params": self.splats[name], "lr": lr, "name": name}],
-                                       eps=1e-15)
-                for name, lr in lrs.items()}
+        lrs = dict(
+            means=c.lr_means * self.scene_scale,
+            quats=c.lr_quats,
+            scales=c.lr_scales,
+            opacities=c.lr_opacities,
+            sh0=c.lr_sh0,
+            shN=c.lr_shN,
+        )
+        return {
+            name: torch.optim.Adam([{"params": self.splats[name], "lr": lr, "name": name}], eps=1e-15)
+            for name, lr in lrs.items()
+        }
 
     def sh_degree_now(self) -> int:
         return min(self.step_count // max(self.cfg.sh_degree_interval, 1), self.cfg.sh_degree)
@@ -235,13 +258,22 @@ class Trainer:
         images, _, Ks = self.data.level(downscale)
         # A slice for a run of ids: indexing a CUDA tensor with a list copies the list to
         # the GPU, and that copy waits for the GPU.
-        rows = (slice(ids[0], ids[0] + C) if list(ids) == list(range(ids[0], ids[0] + C))
-                else ids)
+        rows = slice(ids[0], ids[0] + C) if list(ids) == list(range(ids[0], ids[0] + C)) else ids
         out, _, info = rasterize(
-            s["means"], s["quats"], torch.exp(s["scales"]), torch.sigmoid(s["opacities"]), colors,
-            self.data.viewmats[rows], Ks[rows], int(images.shape[2]), int(images.shape[1]),
+            s["means"],
+            s["quats"],
+            torch.exp(s["scales"]),
+            torch.sigmoid(s["opacities"]),
+            colors,
+            self.data.viewmats[rows],
+            Ks[rows],
+            int(images.shape[2]),
+            int(images.shape[1]),
             sh_degree=self.sh_degree_now() if sh_degree is None else sh_degree,
-            backgrounds=self.background.expand(C, 3), packed=False, backend=self.backend)
+            backgrounds=self.background.expand(C, 3),
+            packed=False,
+            backend=self.backend,
+        )
         return out, info
 
     def _next_id(self) -> int:
@@ -265,30 +297,35 @@ class Trainer:
         if cfg.exposure:
             loss = loss + cfg.exposure_reg * self.exposure[i].pow(2).mean()
         if cfg.strategy == "mcmc":
-            loss = (loss + cfg.opacity_reg * torch.sigmoid(self.splats["opacities"]).mean()
-                    + cfg.scale_reg * torch.exp(self.splats["scales"]).mean())
+            loss = (
+                loss
+                + cfg.opacity_reg * torch.sigmoid(self.splats["opacities"]).mean()
+                + cfg.scale_reg * torch.exp(self.splats["scales"]).mean()
+            )
         value = float(loss.detach())  # the step's one host sync
         if not math.isfinite(value):
             raise self._diverged(f"the loss is {value}", [*PARAM_NAMES, "exposure"])
-        self.strategy.step_pre_backward(self.splats, self.optimizers, self.strategy_state,
-                                        self.step_count, info)
+        self.strategy.step_pre_backward(
+            self.splats, self.optimizers, self.strategy_state, self.step_count, info
+        )
         loss.backward()
         for opt in [*self.optimizers.values(), self.exposure_opt]:
             opt.step()
             opt.zero_grad(set_to_none=True)
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
-        self.strategy.step_post_backward(self.splats, self.optimizers, self.strategy_state,
-                                         self.step_count, info, packed=False, lr=lr)
+        self.strategy.step_post_backward(
+            self.splats, self.optimizers, self.strategy_state, self.step_count, info, packed=False, lr=lr
+        )
         self.step_count += 1
         self.losses.append(value)
         del self.losses[:-LOSS_WINDOW]
         if len(self.splats["means"]) == 0:
             raise TrainingError(
-                f"training pruned every Gaussian by step {self.step_count} "
-                "(all became transparent)",
+                f"training pruned every Gaussian by step {self.step_count} (all became transparent)",
                 "try a higher --set splat.init_opacity or a lower learning rate, e.g. "
-                f"--set splat.lr_opacities={cfg.lr_opacities / 10:.3g}")
+                f"--set splat.lr_opacities={cfg.lr_opacities / 10:.3g}",
+            )
         return value
 
     def mean_loss(self) -> float | None:
@@ -300,8 +337,7 @@ class Trainer:
         (one host sync; call it every few steps, not every step)."""
         bad = nonfinite({**self.splats, "exposure": self.exposure.detach()})
         if bad:
-            what = (f"parameter {bad[0]} is" if len(bad) == 1
-                    else f"parameters {', '.join(bad)} are")
+            what = f"parameter {bad[0]} is" if len(bad) == 1 else f"parameters {', '.join(bad)} are"
             raise self._diverged(f"{what} not finite", bad)
 
     def _diverged(self, what: str, suspects: list[str]) -> TrainingError:
@@ -314,8 +350,10 @@ class Trainer:
 
         name = f"lr_{max(suspects, key=raised)}"  # max keeps the first of equals
         lr = getattr(self.cfg, name)
-        return TrainingError(f"training diverged at step {self.step_count}: {what}",
-                             f"try a lower learning rate, e.g. --set splat.{name}={lr / 10:.3g}")
+        return TrainingError(
+            f"training diverged at step {self.step_count}: {what}",
+            f"try a lower learning rate, e.g. --set splat.{name}={lr / 10:.3g}",
+        )
 
     @torch.no_grad()
     def evaluate(self, ids: list[int] | None = None) -> dict[str, Any]:
@@ -342,9 +380,13 @@ class Trainer:
                 p.append(psnr(render, target, mask))
                 s.append(ssim(render, target, mask))
         p, s = (p, s) if self.cfg.exposure else (p_raw, s_raw)
-        return {"psnr": float(np.mean(p)), "ssim": float(np.mean(s)),
-                "psnr_raw": float(np.mean(p_raw)), "ssim_raw": float(np.mean(s_raw)),
-                "frames": {int(i): round(float(v), 3) for i, v in zip(ids, p)}}
+        return {
+            "psnr": float(np.mean(p)),
+            "ssim": float(np.mean(s)),
+            "psnr_raw": float(np.mean(p_raw)),
+            "ssim_raw": float(np.mean(s_raw)),
+            "frames": {int(i): round(float(v), 3) for i, v in zip(ids, p)},
+        }
 
     # -- checkpoints ---------------------------------------------------------------
 
@@ -376,9 +418,15 @@ class Trainer:
             "losses": list(self.losses),
             "train_seconds": self.train_seconds,
         }
-        return Checkpoint(splats=dict(self.splats), step=self.step_count,
-                          sh_degree=self.cfg.sh_degree, normalization=self.data.normalization,
-                          state=state, finished=finished, steps=self.cfg.steps)
+        return Checkpoint(
+            splats=dict(self.splats),
+            step=self.step_count,
+            sh_degree=self.cfg.sh_degree,
+            normalization=self.data.normalization,
+            state=state,
+            finished=finished,
+            steps=self.cfg.steps,
+        )
 
     def restore(self, ckpt: Checkpoint) -> None:
         """Continue from a checkpoint written by :meth:`checkpoint` for the same data and
@@ -395,14 +443,16 @@ class Trainer:
         """
         st = ckpt.state
         self.splats = torch.nn.ParameterDict(
-            {k: torch.nn.Parameter(ckpt.splats[k].detach().to(self.device)) for k in PARAM_NAMES})
+            {k: torch.nn.Parameter(ckpt.splats[k].detach().to(self.device)) for k in PARAM_NAMES}
+        )
         self.optimizers = self._make_optimizers()
         for k, o in self.optimizers.items():
             o.load_state_dict(st["optimizers"][k])  # moments follow the parameter's device
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizers["means"], gamma=1.0)
         self.scheduler.load_state_dict(st["scheduler"])
-        self.strategy_state.update({k: v.to(self.device) if torch.is_tensor(v) else v
-                                    for k, v in st["strategy"].items()})
+        self.strategy_state.update(
+            {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in st["strategy"].items()}
+        )
         self.strategy.resets = int(st["strategy_resets"])
         self.exposure.data.copy_(st["exposure"].to(self.device))
         self.exposure_opt.load_state_dict(st["exposure_opt"])
@@ -426,33 +476,62 @@ def _cpu(v: Any) -> Any:
 def _numpy_rng_state() -> dict[str, Any]:
     """numpy's global RNG state as a tensor and numbers (``weights_only`` loads them)."""
     _, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached": float(cached)}
+    return {
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached": float(cached),
+    }
 
 
 def _set_numpy_rng_state(st: dict[str, Any]) -> None:
-    np.random.set_state(("MT19937", st["keys"].numpy().astype(np.uint32), int(st["pos"]),
-                         int(st["has_gauss"]), float(st["cached"])))
+    np.random.set_state(
+        (
+            "MT19937",
+            st["keys"].numpy().astype(np.uint32),
+            int(st["pos"]),
+            int(st["has_gauss"]),
+            float(st["cached"]),
+        )
+    )
 
 
 def make_strategy(cfg: SplatConfig) -> DefaultStrategy | MCMCStrategy:
     """The densification strategy a config asks for."""
     if cfg.strategy == "default":
         return DefaultStrategy(
-            grow_grad2d=cfg.grow_grad2d, refine_start_iter=cfg.refine_start,
-            refine_stop_iter=cfg.refine_stop, refine_every=cfg.refine_every,
-            reset_every=cfg.reset_every, max_gaussians=cfg.max_gaussians, verbose=False)
+            grow_grad2d=cfg.grow_grad2d,
+            refine_start_iter=cfg.refine_start,
+            refine_stop_iter=cfg.refine_stop,
+            refine_every=cfg.refine_every,
+            reset_every=cfg.reset_every,
+            max_gaussians=cfg.max_gaussians,
+            verbose=False,
+        )
     if cfg.strategy == "mcmc":
-        return MCMCStrategy(cap_max=cfg.max_gaussians, refine_start_iter=cfg.refine_start,
-                            refine_stop_iter=cfg.refine_stop, refine_every=cfg.refine_every,
-                            verbose=False)
-    raise TrainingError(f"unknown densification strategy {cfg.strategy!r}",
-                        'use --set splat.strategy="default" or "mcmc"')
+        return MCMCStrategy(
+            cap_max=cfg.max_gaussians,
+            refine_start_iter=cfg.refine_start,
+            refine_stop_iter=cfg.refine_stop,
+            refine_every=cfg.refine_every,
+            verbose=False,
+        )
+    raise TrainingError(
+        f"unknown densification strategy {cfg.strategy!r}", 'use --set splat.strategy="default" or "mcmc"'
+    )
 
 
-def train(scene: Scene, cfg: SplatConfig, ckpt_path: Path, *, device: torch.device,
-          config_hash: str, resume_path: Path | None = None, force: bool = False,
-          reporter: Reporter = NULL_REPORTER) -> tuple[Trainer, dict[str, Any]]:
+def train(
+    scene: Scene,
+    cfg: SplatConfig,
+    ckpt_path: Path,
+    *,
+    device: torch.device,
+    config_hash: str,
+    resume_path: Path | None = None,
+    force: bool = False,
+    reporter: Reporter = NULL_REPORTER,
+) -> tuple[Trainer, dict[str, Any]]:
     """Train splats on a scene and write the finished checkpoint to ``ckpt_path``.
 
     ``ckpt_path`` is neither read nor touched until training has finished: the state of
@@ -503,15 +582,21 @@ def train(scene: Scene, cfg: SplatConfig, ckpt_path: Path, *, device: torch.devi
     data = load_train_data(scene, cfg.test_every, device)
     eval_on = "held_out" if data.test_ids else "training"
     if not data.test_ids:
-        reporter.warn(f"no frame held out ({len(data.images)} frames): PSNR is measured on "
-                      "training frames")
+        reporter.warn(f"no frame held out ({len(data.images)} frames): PSNR is measured on training frames")
     if force and resume_path is not None:
         Path(resume_path).unlink(missing_ok=True)
     trainer = _start(data, cfg, device, config_hash, resume_path, reporter)
     resumed_from = trainer.step_count
     if resumed_from == 0:
-        trainer.history.append({"step": 0, "loss": None, "seconds": 0.0,
-                                "gaussians": len(trainer.splats["means"]), **trainer.evaluate()})
+        trainer.history.append(
+            {
+                "step": 0,
+                "loss": None,
+                "seconds": 0.0,
+                "gaussians": len(trainer.splats["means"]),
+                **trainer.evaluate(),
+            }
+        )
     label = "held-out PSNR" if eval_on == "held_out" else "PSNR on training frames"
     t0, base = time.perf_counter(), trainer.train_seconds
     with reporter.task("Training splats", total=cfg.steps) as task:
@@ -521,18 +606,30 @@ def train(scene: Scene, cfg: SplatConfig, ckpt_path: Path, *, device: torch.devi
             task.advance()
             n = trainer.step_count
             evaluating = bool(cfg.eval_every and n % cfg.eval_every == 0) or n == cfg.steps
-            saving = bool(resume_path is not None and cfg.checkpoint_every
-                          and n % cfg.checkpoint_every == 0 and n < cfg.steps)
+            saving = bool(
+                resume_path is not None
+                and cfg.checkpoint_every
+                and n % cfg.checkpoint_every == 0
+                and n < cfg.steps
+            )
             if n % FINITE_CHECK_EVERY == 0 or evaluating:  # checkpoint() checks on its own
                 trainer.check_finite()
             if n % 10 == 0 or n == cfg.steps:
-                task.update(info=f"loss {np.mean(trainer.losses[-10:]):.4f} · "
-                                 f"{len(trainer.splats['means']) / 1000:.1f}k splats")
+                task.update(
+                    info=f"loss {np.mean(trainer.losses[-10:]):.4f} · "
+                    f"{len(trainer.splats['means']) / 1000:.1f}k splats"
+                )
             if evaluating:
                 ev = trainer.evaluate()
-                trainer.history.append({"step": n, "loss": trainer.mean_loss(),
-                                        "seconds": round(base + time.perf_counter() - t0, 2),
-                                        "gaussians": len(trainer.splats["means"]), **ev})
+                trainer.history.append(
+                    {
+                        "step": n,
+                        "loss": trainer.mean_loss(),
+                        "seconds": round(base + time.perf_counter() - t0, 2),
+                        "gaussians": len(trainer.splats["means"]),
+                        **ev,
+                    }
+                )
                 reporter.debug(f"step {n}: {label} {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.3f}")
             if saving:
                 trainer.train_seconds = base + time.perf_counter() - t0
@@ -571,8 +668,14 @@ def train(scene: Scene, cfg: SplatConfig, ckpt_path: Path, *, device: torch.devi
     return trainer, json_safe(metrics)
 
 
-def _start(data: TrainData, cfg: SplatConfig, device: torch.device, config_hash: str,
-           resume_path: Path | None, reporter: Reporter) -> Trainer:
+def _start(
+    data: TrainData,
+    cfg: SplatConfig,
+    device: torch.device,
+    config_hash: str,
+    resume_path: Path | None,
+    reporter: Reporter,
+) -> Trainer:
     """A new trainer, continued from ``resume_path`` when that holds an unfinished run of
     ``config_hash``; a resume file that cannot be read or restored is warned about."""
     trainer = Trainer(data, cfg, device, backend=cfg.backend)
@@ -581,8 +684,9 @@ def _start(data: TrainData, cfg: SplatConfig, device: torch.device, config_hash:
     try:
         ckpt = load_checkpoint(resume_path, "cpu")  # RNG states must stay CPU tensors
     except InputError as e:
-        reporter.warn(f"the unfinished training state {resume_path} cannot be read "
-                      f"({e.message}); starting afresh")
+        reporter.warn(
+            f"the unfinished training state {resume_path} cannot be read ({e.message}); starting afresh"
+        )
         return trainer
     if ckpt.state.get("config_hash") != config_hash or ckpt.finished or ckpt.step >= cfg.steps:
         reporter.debug(f"{resume_path} holds another training run; starting afresh")
@@ -591,8 +695,10 @@ def _start(data: TrainData, cfg: SplatConfig, device: torch.device, config_hash:
         trainer.restore(ckpt)
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
         detail = (str(e).strip().splitlines() or [""])[0][:160]
-        reporter.warn(f"the unfinished training state {resume_path} cannot be read "
-                      f"({type(e).__name__}: {detail}); starting afresh")
+        reporter.warn(
+            f"the unfinished training state {resume_path} cannot be read "
+            f"({type(e).__name__}: {detail}); starting afresh"
+        )
         return Trainer(data, cfg, device, backend=cfg.backend)  # restore left it half-done
     reporter.log(f"resuming training from step {ckpt.step}")
     return trainer

@@ -43,12 +43,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..config import Config, FramesConfig
-from ..errors import InputError, NotEnoughMotionError, VideoError
-from ..progress import NULL_REPORTER, CollectingReporter, Reporter
-from ..video import analysis as A
-from ..video.decode import Frame, VideoInfo, VideoReader
-from ..workspace import Workspace, atomic_dir, write_json
+from vid3d.config import Config, FramesConfig
+from vid3d.errors import InputError, NotEnoughMotionError, VideoError
+from vid3d.progress import NULL_REPORTER, CollectingReporter, Reporter
+from vid3d.video import analysis as A
+from vid3d.video.decode import Frame, VideoInfo, VideoReader
+from vid3d.workspace import Workspace, atomic_dir, write_json
 
 IMAGE_NAME = "frame_{index:05d}.jpg"
 """File name of a kept frame in ``images/``; ``index`` is the frame's position in the video."""
@@ -75,8 +75,9 @@ def image_name(index: int) -> str:
     return IMAGE_NAME.format(index=index)
 
 
-def run(video: Path, ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER,
-        shot: int | None = None) -> dict[str, Any]:
+def run(
+    video: Path, ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER, shot: int | None = None
+) -> dict[str, Any]:
     """Select the training frames of a video and save them in the workspace.
 
     Args:
@@ -119,8 +120,13 @@ def run(video: Path, ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPOR
 
     entries = _frame_entries(p, shots, selected, motion)
     metrics = _metrics(video, p, shots, geom, selected, motion, entries)
-    doc = {"video": metrics["video"], "image_name": IMAGE_NAME, "mask_name": Workspace.MASK_NAME,
-           "summary": metrics, "frames": entries}
+    doc = {
+        "video": metrics["video"],
+        "image_name": IMAGE_NAME,
+        "mask_name": Workspace.MASK_NAME,
+        "summary": metrics,
+        "frames": entries,
+    }
     info, pooled = p.info, p.pooled()
     from_pool = {i: pooled[i] for i in motion.kept if i in pooled}
     metrics["decode_passes"] = 1 if len(from_pool) == len(motion.kept) else 2
@@ -128,9 +134,12 @@ def run(video: Path, ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPOR
     _write_outputs(video, ws, motion.kept, from_pool, info, geom, fc, doc, reporter)
     t_end = time.perf_counter()
     metrics["warnings"] = list(reporter.warnings)
-    metrics["timing"] = {"analyse": round(t_analysed - t_start, 3),
-                         "select": round(t_selected - t_analysed, 3),
-                         "write": round(t_end - t_selected, 3), "total": round(t_end - t_start, 3)}
+    metrics["timing"] = {
+        "analyse": round(t_analysed - t_start, 3),
+        "select": round(t_selected - t_analysed, 3),
+        "write": round(t_end - t_selected, 3),
+        "total": round(t_end - t_start, 3),
+    }
     why = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in sorted(metrics["dropped"].items()) if v)
     reporter.log(f"kept {len(motion.kept)} of {len(entries)} frames" + (f" (dropped: {why})" if why else ""))
     return metrics
@@ -218,8 +227,9 @@ def _target(fc: FramesConfig, duration: float) -> int:
     return max(1, min(n, fc.max_frames))
 
 
-def _check_complete(info: VideoInfo, n: int, last_time: float, error: str | None,
-                    reporter: Reporter) -> float:
+def _check_complete(
+    info: VideoInfo, n: int, last_time: float, error: str | None, reporter: Reporter
+) -> float:
     """The fraction of the header's duration that decoded; raise or warn when short."""
     frame_dt = 1.0 / info.fps if info.fps else 0.0
     if info.duration > 0:
@@ -233,13 +243,18 @@ def _check_complete(info: VideoInfo, n: int, last_time: float, error: str | None
         raise VideoError(
             f"{info.path.name} is truncated or damaged: only {n} frames ({coverage:.0%} of its "
             f"{info.duration:.1f} s) could be decoded{why}",
-            "re-download or re-export the video; a partial copy cannot be reconstructed reliably")
+            "re-download or re-export the video; a partial copy cannot be reconstructed reliably",
+        )
     if n < 2:
-        raise VideoError(f"{info.path.name} holds a single frame, not a moving video",
-                         "give a video in which the camera moves through or around the scene")
+        raise VideoError(
+            f"{info.path.name} holds a single frame, not a moving video",
+            "give a video in which the camera moves through or around the scene",
+        )
     if coverage < 0.9 or error:
-        reporter.warn(f"{info.path.name} decoded only up to {last_time:.2f} s of {info.duration:.2f} s"
-                      f"{why}; the rest of the video is missing or damaged, continuing with what decoded")
+        reporter.warn(
+            f"{info.path.name} decoded only up to {last_time:.2f} s of {info.duration:.2f} s"
+            f"{why}; the rest of the video is missing or damaged, continuing with what decoded"
+        )
     return coverage
 
 
@@ -283,9 +298,11 @@ def _choose_shot(p: _Pass1, fc: FramesConfig, shot: int | None, reporter: Report
         s["used"] = s["index"] == used
     if len(shots) > 1:
         others = ", ".join(f"{s['start']:.2f}-{s['end']:.2f} s" for s in shots if not s["used"])
-        reporter.log(f"{len(shots)} shots (scene cuts at "
-                     f"{', '.join(f'{times[c]:.2f} s' for c in cuts)}); using shot {used} "
-                     f"({shots[used]['start']:.2f}-{shots[used]['end']:.2f} s), not {others}")
+        reporter.log(
+            f"{len(shots)} shots (scene cuts at "
+            f"{', '.join(f'{times[c]:.2f} s' for c in cuts)}); using shot {used} "
+            f"({shots[used]['start']:.2f}-{shots[used]['end']:.2f} s), not {others}"
+        )
     return _Shots(shots=shots, cuts=cuts, used=used)
 
 
@@ -296,8 +313,15 @@ def _shots(times: np.ndarray, cuts: list[int], fps: float) -> list[dict[str, Any
     for k in range(len(bounds) - 1):
         a, b = bounds[k], bounds[k + 1]
         end = float(times[b]) if b < len(times) else float(times[-1]) + dt
-        shots.append({"index": k, "start": round(float(times[a]), 4), "end": round(end, 4),
-                      "first_frame": a, "frames": b - a})
+        shots.append(
+            {
+                "index": k,
+                "start": round(float(times[a]), 4),
+                "end": round(end, 4),
+                "first_frame": a,
+                "frames": b - a,
+            }
+        )
     return shots
 
 
@@ -306,8 +330,10 @@ def _pick_shot(shots: list[dict[str, Any]], shot: int | None) -> int:
         return max(range(len(shots)), key=lambda k: (shots[k]["end"] - shots[k]["start"], -k))
     if not 0 <= shot < len(shots):
         listing = "; ".join(f"{s['index']}: {s['start']:.2f}-{s['end']:.2f} s" for s in shots)
-        raise InputError(f"shot {shot} does not exist; the video has {len(shots)} shot(s) ({listing})",
-                         f"choose a shot between 0 and {len(shots) - 1}")
+        raise InputError(
+            f"shot {shot} does not exist; the video has {len(shots)} shot(s) ({listing})",
+            f"choose a shot between 0 and {len(shots) - 1}",
+        )
     return shot
 
 
@@ -348,13 +374,19 @@ def _geometry(p: _Pass1, fc: FramesConfig, reporter: Reporter) -> _Geometry:
     mask_img = None
     mask_coverage = 0.0
     if overlay_small is not None:
-        crop = overlay_small[sy0:sbox[3], sx0:sbox[2]].astype(np.uint8) * 255
+        crop = overlay_small[sy0 : sbox[3], sx0 : sbox[2]].astype(np.uint8) * 255
         up = cv2.resize(crop, out_size, interpolation=cv2.INTER_LINEAR) > 127
         mask_coverage = float(up.mean())
         mask_img = np.where(up, 0, 255).astype(np.uint8)  # white = use
         reporter.log(f"static overlay found: {mask_coverage:.1%} of the picture is masked")
-    return _Geometry(box=box, out_size=out_size, sbox=sbox, overlay_small=overlay_small,
-                     mask=mask_img, mask_coverage=mask_coverage)
+    return _Geometry(
+        box=box,
+        out_size=out_size,
+        sbox=sbox,
+        overlay_small=overlay_small,
+        mask=mask_img,
+        mask_coverage=mask_coverage,
+    )
 
 
 # ---- 4. selection: sharpest frame per window, then near-duplicates and camera travel
@@ -369,8 +401,9 @@ def _select(p: _Pass1, shots: _Shots, fc: FramesConfig) -> list[int]:
     candidates = sorted(i for i in p.pooled() if a <= i < b)
     if b - a <= target or len(candidates) < 1.5 * target:
         candidates = list(range(a, b))  # the pool is too coarse for this shot: any frame
-    pos = A.sharpest_in_windows(times[candidates], sharp[candidates], target,
-                                span=(float(times[a]), float(times[b - 1])))
+    pos = A.sharpest_in_windows(
+        times[candidates], sharp[candidates], target, span=(float(times[a]), float(times[b - 1]))
+    )
     return [candidates[q] for q in pos]
 
 
@@ -389,8 +422,7 @@ class _Motion:
     """The near-duplicate threshold used."""
 
 
-def _check_motion(p: _Pass1, selected: list[int], geom: _Geometry, fc: FramesConfig,
-                  video: Path) -> _Motion:
+def _check_motion(p: _Pass1, selected: list[int], geom: _Geometry, fc: FramesConfig, video: Path) -> _Motion:
     """Drop near-duplicates (:func:`_motion`); stop when the camera barely moves.
 
     Raises:
@@ -404,7 +436,8 @@ def _check_motion(p: _Pass1, selected: list[int], geom: _Geometry, fc: FramesCon
             f"the camera barely moves in {video.name} (it travels {m.travel:.2%} of the image "
             f"diagonal, less than {fc.min_motion:.2%}); structure from motion needs a moving camera",
             "try a clip where the camera travels around or along the scene, or lower "
-            "frames.min_motion if the motion is real but small")
+            "frames.min_motion if the motion is real but small",
+        )
     return m
 
 
@@ -421,8 +454,9 @@ class _Displacements:
     """Motion between two stored small frames inside the crop box, as a fraction of the
     diagonal (inf when tracking was lost); features and results are cached."""
 
-    def __init__(self, p: _Pass1, box: tuple[int, int, int, int], exclude: np.ndarray | None,
-                 diag: float) -> None:
+    def __init__(
+        self, p: _Pass1, box: tuple[int, int, int, int], exclude: np.ndarray | None, diag: float
+    ) -> None:
         self._p, self._box, self._diag = p, box, diag
         self._mask = None if exclude is None else self._crop(exclude)
         self.tracks: dict[int, A.Tracks] = {}
@@ -437,17 +471,26 @@ class _Displacements:
         if (i, j) not in self._pairs:
             if i not in self.tracks:
                 self.tracks[i] = A.features(self._crop(_small_for(self._p, i)), self._mask)
-            self._pairs[i, j] = A.displacement(self.tracks[i], self._crop(_small_for(self._p, j))) / self._diag
+            self._pairs[i, j] = (
+                A.displacement(self.tracks[i], self._crop(_small_for(self._p, j))) / self._diag
+            )
         return self._pairs[i, j]
 
     def nothing_to_track(self) -> bool:
         """Whether every frame tracked so far has fewer than :data:`MIN_CORNERS` corners."""
-        return bool(self.tracks) and all(t.points is None or len(t.points) < MIN_CORNERS
-                                         for t in self.tracks.values())
+        return bool(self.tracks) and all(
+            t.points is None or len(t.points) < MIN_CORNERS for t in self.tracks.values()
+        )
 
 
-def _motion(p: _Pass1, selected: list[int], box: tuple[int, int, int, int],
-            exclude: np.ndarray | None, fc: FramesConfig, diag: float) -> _Motion:
+def _motion(
+    p: _Pass1,
+    selected: list[int],
+    box: tuple[int, int, int, int],
+    exclude: np.ndarray | None,
+    fc: FramesConfig,
+    diag: float,
+) -> _Motion:
     """Near-duplicate filtering and the camera travel, in the small frames inside ``box``
     (``exclude``: [h, w] bool, True where features are not tracked; ``diag``: the box's
     diagonal in small-frame pixels)."""
@@ -477,16 +520,19 @@ def _dup_threshold(disp: _Displacements, selected: list[int], fc: FramesConfig) 
     step = max(1, (len(selected) - 1) // MOTION_SAMPLES)
     consecutive = [disp(selected[k], selected[k + 1]) for k in range(0, len(selected) - 1, step)]
     if disp.nothing_to_track():
-        raise InputError("the frames have almost nothing to track (blank or uniform pictures): "
-                         "structure from motion needs a textured, static scene",
-                         "check that the clip shows a scene; a black or single-colour clip "
-                         "cannot be reconstructed")
+        raise InputError(
+            "the frames have almost nothing to track (blank or uniform pictures): "
+            "structure from motion needs a textured, static scene",
+            "check that the clip shows a scene; a black or single-colour clip cannot be reconstructed",
+        )
     if consecutive and not any(np.isfinite(c) for c in consecutive):
-        raise InputError("no two consecutive frames show the same things (every feature is lost "
-                         "between them): the clip looks like noise, or the picture changes "
-                         "completely from frame to frame",
-                         "use a continuous shot of a scene; for a fast camera, keep more frames "
-                         "(--set frames.target_fps=...)")
+        raise InputError(
+            "no two consecutive frames show the same things (every feature is lost "
+            "between them): the clip looks like noise, or the picture changes "
+            "completely from frame to frame",
+            "use a continuous shot of a scene; for a fast camera, keep more frames "
+            "(--set frames.target_fps=...)",
+        )
     moving = [c for c in consecutive if np.isfinite(c) and c > NOISE_MOTION]
     typical = float(np.percentile(moving, 75)) if moving else float("inf")
     return max(NOISE_MOTION, min(fc.dup_motion, SLOW_CLIP_FACTOR * typical))
@@ -521,40 +567,73 @@ def _frame_entries(p: _Pass1, shots: _Shots, selected: list[int], m: _Motion) ->
         else:
             reason = KEPT
         motion = m.motion.get(i)
-        entries.append({
-            "index": i, "time": round(float(p.times[i]), 4), "sharpness": round(p.sharp[i], 2),
-            "motion": None if motion is None else (round(motion, 5) if np.isfinite(motion) else "lost"),
-            "shot": int(np.searchsorted(shots.cuts, i, side="right")), "kept": reason == KEPT,
-            "reason": None if reason == KEPT else reason,
-            "image": image_name(i) if reason == KEPT else None,
-        })
+        entries.append(
+            {
+                "index": i,
+                "time": round(float(p.times[i]), 4),
+                "sharpness": round(p.sharp[i], 2),
+                "motion": None if motion is None else (round(motion, 5) if np.isfinite(motion) else "lost"),
+                "shot": int(np.searchsorted(shots.cuts, i, side="right")),
+                "kept": reason == KEPT,
+                "reason": None if reason == KEPT else reason,
+                "image": image_name(i) if reason == KEPT else None,
+            }
+        )
     return entries
 
 
-def _metrics(video: Path, p: _Pass1, shots: _Shots, geom: _Geometry, selected: list[int],
-             m: _Motion, entries: list[dict[str, Any]]) -> dict[str, Any]:
+def _metrics(
+    video: Path,
+    p: _Pass1,
+    shots: _Shots,
+    geom: _Geometry,
+    selected: list[int],
+    m: _Motion,
+    entries: list[dict[str, Any]],
+) -> dict[str, Any]:
     """The stage's metrics up to ``coverage`` (:func:`run` adds the rest)."""
     info = p.info
     dropped = dict(Counter(e["reason"] for e in entries if not e["kept"]))
     finite_motion = [m.motion[i] for i in m.kept[1:] if np.isfinite(m.motion[i])]
     return {
-        "video": str(video), "width": info.width, "height": info.height, "fps": round(info.fps, 4),
-        "duration": round(info.duration, 4), "frame_count": info.frame_count,
-        "rotation": info.rotation, "codec": info.codec,
-        "crop_box": list(geom.box), "output_size": list(geom.out_size),
-        "decoded": len(entries), "selected": len(selected), "kept": len(m.kept), "dropped": dropped,
-        "shots": shots.shots, "shot": shots.used,
-        "overlay_mask": geom.mask is not None, "mask_coverage": round(geom.mask_coverage, 5),
-        "motion": {"travel": round(m.travel, 5) if np.isfinite(m.travel) else "lost",
-                   "dup_threshold": round(m.threshold, 6),
-                   "median_kept": round(float(np.median(finite_motion)), 5) if finite_motion else None},
+        "video": str(video),
+        "width": info.width,
+        "height": info.height,
+        "fps": round(info.fps, 4),
+        "duration": round(info.duration, 4),
+        "frame_count": info.frame_count,
+        "rotation": info.rotation,
+        "codec": info.codec,
+        "crop_box": list(geom.box),
+        "output_size": list(geom.out_size),
+        "decoded": len(entries),
+        "selected": len(selected),
+        "kept": len(m.kept),
+        "dropped": dropped,
+        "shots": shots.shots,
+        "shot": shots.used,
+        "overlay_mask": geom.mask is not None,
+        "mask_coverage": round(geom.mask_coverage, 5),
+        "motion": {
+            "travel": round(m.travel, 5) if np.isfinite(m.travel) else "lost",
+            "dup_threshold": round(m.threshold, 6),
+            "median_kept": round(float(np.median(finite_motion)), 5) if finite_motion else None,
+        },
         "coverage": round(p.coverage, 4),
     }
 
 
-def _write_outputs(video: Path, ws: Workspace, keep: list[int], pooled: dict[int, Frame],
-                   info: VideoInfo, geom: _Geometry, fc: FramesConfig, frames_doc: dict[str, Any],
-                   reporter: Reporter) -> None:
+def _write_outputs(
+    video: Path,
+    ws: Workspace,
+    keep: list[int],
+    pooled: dict[int, Frame],
+    info: VideoInfo,
+    geom: _Geometry,
+    fc: FramesConfig,
+    frames_doc: dict[str, Any],
+    reporter: Reporter,
+) -> None:
     """Save the kept frames (from the pool, else from a second decoding pass), the
     masks and frames.json."""
     wanted = set(keep)
@@ -565,8 +644,9 @@ def _write_outputs(video: Path, ws: Workspace, keep: list[int], pooled: dict[int
         name = image_name(frame.index)
         ok, buf = cv2.imencode(".jpg", frame.picture(geom.box, geom.out_size), params)
         if not ok:
-            raise VideoError(f"frame {frame.index} could not be encoded as JPEG",
-                             "check the jpeg_quality setting")
+            raise VideoError(
+                f"frame {frame.index} could not be encoded as JPEG", "check the jpeg_quality setting"
+            )
         (img_dir / name).write_bytes(buf.tobytes())
         if mask_png is not None:  # written in the temporary folder, swapped in as ws.masks
             (mask_dir / ws.mask_for(name).name).write_bytes(mask_png)
@@ -584,8 +664,10 @@ def _write_outputs(video: Path, ws: Workspace, keep: list[int], pooled: dict[int
                             save(frame)
                             task.advance()
         if wanted:
-            raise VideoError(f"{len(wanted)} selected frames of {info.path.name} did not decode again",
-                             "the file may have changed while it was read; run again")
+            raise VideoError(
+                f"{len(wanted)} selected frames of {info.path.name} did not decode again",
+                "the file may have changed while it was read; run again",
+            )
         if geom.mask is None:
             # an empty masks/ would replace the old one; remove it after the swap instead
             shutil.rmtree(mask_dir, ignore_errors=True)

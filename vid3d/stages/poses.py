@@ -44,12 +44,12 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Config, PosesConfig
-from ..errors import ConfigError, MissingStageError, PosesError, storage_hint
-from ..progress import NULL_REPORTER, Reporter
-from ..sfm import colmap
-from ..sfm.calibration import focal_from_fundamentals
-from ..workspace import Workspace, atomic_dir, atomic_path, write_json
+from vid3d.config import Config, PosesConfig
+from vid3d.errors import ConfigError, MissingStageError, PosesError, storage_hint
+from vid3d.progress import NULL_REPORTER, Reporter
+from vid3d.sfm import colmap
+from vid3d.sfm.calibration import focal_from_fundamentals
+from vid3d.workspace import Workspace, atomic_dir, atomic_path, write_json
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 EXHAUSTIVE_RETRY_MAX = 100
@@ -64,8 +64,18 @@ MAX_PIXEL_ASPECT = 1.25
 """With camera_model "auto", fx/fy beyond this counts as a degenerate self-calibration and
 the frames are mapped again with one focal length. It admits a 16:9 video squashed to 3:2
 (1.19, the 384x256 re10k clips) but not much more: generated videos have square pixels."""
-CAMERA_MODELS = ("auto", "SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV",
-                 "FULL_OPENCV", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE", "OPENCV_FISHEYE")
+CAMERA_MODELS = (
+    "auto",
+    "SIMPLE_PINHOLE",
+    "PINHOLE",
+    "SIMPLE_RADIAL",
+    "RADIAL",
+    "OPENCV",
+    "FULL_OPENCV",
+    "SIMPLE_RADIAL_FISHEYE",
+    "RADIAL_FISHEYE",
+    "OPENCV_FISHEYE",
+)
 
 
 @dataclass
@@ -170,8 +180,11 @@ def list_images(ws: Workspace) -> list[str]:
     """Image file names in ``ws.images``, sorted (= time order)."""
     if not ws.images.is_dir():
         return []
-    return sorted(p.name for p in ws.images.iterdir()
-                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    return sorted(
+        p.name
+        for p in ws.images.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
 
 
 def fitted_overlap(n: int, pc: PosesConfig) -> int:
@@ -198,31 +211,54 @@ def ladder(n: int, pc: PosesConfig) -> list[Rung]:
     Returns:
         At most ``pc.max_attempts`` distinct rungs.
     """
-    first = Rung("configured", pc.max_num_features, choose_matcher(n, pc), pc.mapper,
-                    pc.init_min_num_inliers, pc.init_min_tri_angle, overlap=fitted_overlap(n, pc))
+    first = Rung(
+        "configured",
+        pc.max_num_features,
+        choose_matcher(n, pc),
+        pc.mapper,
+        pc.init_min_num_inliers,
+        pc.init_min_tri_angle,
+        overlap=fitted_overlap(n, pc),
+    )
     if n <= EXHAUSTIVE_RETRY_MAX:
-        more = replace(first, reason="more features, exhaustive matching",
-                       max_num_features=max(2 * pc.max_num_features, 16384), matcher="exhaustive")
+        more = replace(
+            first,
+            reason="more features, exhaustive matching",
+            max_num_features=max(2 * pc.max_num_features, 16384),
+            matcher="exhaustive",
+        )
     else:  # exhaustive matching of hundreds of frames takes too long on a CPU
-        more = replace(first, reason="more features, wider sequential matching",
-                       max_num_features=max(2 * pc.max_num_features, 16384),
-                       overlap=min(n - 1, 2 * first.overlap))
-    relaxed = replace(more, reason="relaxed initialisation", init_min_num_inliers=30,
-                      init_min_tri_angle=4.0, abs_pose_min_num_inliers=15, min_num_matches=10)
-    other = replace(relaxed, reason="other mapper",
-                    mapper="global" if first.mapper == "incremental" else "incremental")
+        more = replace(
+            first,
+            reason="more features, wider sequential matching",
+            max_num_features=max(2 * pc.max_num_features, 16384),
+            overlap=min(n - 1, 2 * first.overlap),
+        )
+    relaxed = replace(
+        more,
+        reason="relaxed initialisation",
+        init_min_num_inliers=30,
+        init_min_tri_angle=4.0,
+        abs_pose_min_num_inliers=15,
+        min_num_matches=10,
+    )
+    other = replace(
+        relaxed, reason="other mapper", mapper="global" if first.mapper == "incremental" else "incremental"
+    )
     out, seen = [], set()
     for a in (first, more, relaxed, other):
         if a.key() not in seen:
             seen.add(a.key())
             out.append(a)
-    return out[:max(1, pc.max_attempts)]
+    return out[: max(1, pc.max_attempts)]
 
 
 def _check(pc: PosesConfig) -> None:
     if pc.camera_model not in CAMERA_MODELS:
-        raise ConfigError(f"poses.camera_model {pc.camera_model!r} is not supported",
-                          f"choose one of {', '.join(CAMERA_MODELS)}")
+        raise ConfigError(
+            f"poses.camera_model {pc.camera_model!r} is not supported",
+            f"choose one of {', '.join(CAMERA_MODELS)}",
+        )
     if pc.matcher not in ("auto", "sequential", "exhaustive"):
         raise ConfigError(f"poses.matcher {pc.matcher!r} is unknown", "choose auto, sequential or exhaustive")
     if pc.mapper not in ("incremental", "global"):
@@ -280,8 +316,9 @@ def _final_model_name(pc: PosesConfig) -> str:
     return "PINHOLE" if pc.camera_model == "auto" else pc.camera_model
 
 
-def _diagnose(pairs: list[colmap.PairStats], keypoints: dict[str, int], width: int,
-              height: int) -> tuple[str, str]:
+def _diagnose(
+    pairs: list[colmap.PairStats], keypoints: dict[str, int], width: int, height: int
+) -> tuple[str, str]:
     """The likely cause of a failed reconstruction, and what to try."""
     kp = np.median(list(keypoints.values())) if keypoints else 0
     verified = np.median([p.verified for p in pairs]) if pairs else 0
@@ -292,31 +329,44 @@ def _diagnose(pairs: list[colmap.PairStats], keypoints: dict[str, int], width: i
     travel = float(np.sum(flows)) / diag if flows else 0.0
     rot = np.mean([p.config in ("PANORAMIC", "PLANAR_OR_PANORAMIC") for p in pairs]) if pairs else 0.0
     if kp < 200:
-        return (f"too few features (median {kp:.0f} per frame): the frames are featureless, blurry or dark",
-                "use sharper, more textured footage, or raise poses.max_num_features")
+        return (
+            f"too few features (median {kp:.0f} per frame): the frames are featureless, blurry or dark",
+            "use sharper, more textured footage, or raise poses.max_num_features",
+        )
     if verified < 30:
-        return (f"consecutive frames share too few verified matches (median {verified:.0f}): "
-                "fast motion, blur, or a scene that changes between frames",
-                "keep more frames (frames.target_frames) or use steadier footage")
+        return (
+            f"consecutive frames share too few verified matches (median {verified:.0f}): "
+            "fast motion, blur, or a scene that changes between frames",
+            "keep more frames (frames.target_frames) or use steadier footage",
+        )
     if travel < 0.05:
-        return (f"too little camera motion: the image content moves only {100 * travel:.1f}% of the "
-                "frame diagonal over the whole clip",
-                "use a clip where the camera moves sideways or around the subject")
+        return (
+            f"too little camera motion: the image content moves only {100 * travel:.1f}% of the "
+            "frame diagonal over the whole clip",
+            "use a clip where the camera moves sideways or around the subject",
+        )
     if ratio < 0.5:
-        return (f"many matches disagree with one camera motion (median inlier ratio {ratio:.2f}): "
-                "much of the scene moves",
-                "mask moving objects (white = use) or choose a clip with a static scene")
+        return (
+            f"many matches disagree with one camera motion (median inlier ratio {ratio:.2f}): "
+            "much of the scene moves",
+            "mask moving objects (white = use) or choose a clip with a static scene",
+        )
     if rot > 0.5:
-        return ("too little parallax: most consecutive frame pairs fit a homography (the camera "
-                "rotates in place, or the scene is flat)",
-                "use a clip where the camera moves sideways or around the subject, keep more frames, "
-                "or try poses.mapper=\"global\"")
-    return ("too little parallax or a moving scene",
-            "try poses.mapper=\"global\", more frames, or a clip where the camera moves around a static scene")
+        return (
+            "too little parallax: most consecutive frame pairs fit a homography (the camera "
+            "rotates in place, or the scene is flat)",
+            "use a clip where the camera moves sideways or around the subject, keep more frames, "
+            'or try poses.mapper="global"',
+        )
+    return (
+        "too little parallax or a moving scene",
+        'try poses.mapper="global", more frames, or a clip where the camera moves around a static scene',
+    )
 
 
-def _check_motion(db: Path, names: list[str], pairs: list[tuple[int, int]], kps: dict[str, int],
-                  pc: PosesConfig) -> None:
+def _check_motion(
+    db: Path, names: list[str], pairs: list[tuple[int, int]], kps: dict[str, int], pc: PosesConfig
+) -> None:
     """Raise :class:`PosesError` when the matched features hardly move: a static camera."""
     stats = colmap.pair_stats(db, [(names[i], names[j]) for i, j in pairs])
     flows = [p.flow for p in stats if np.isfinite(p.flow)]
@@ -331,7 +381,8 @@ def _check_motion(db: Path, names: list[str], pairs: list[tuple[int, int]], kps:
             f"diagonal between frames (90th percentile over {len(flows)} frame pairs), so there is "
             "no parallax to triangulate from",
             "use a clip where the camera moves sideways or around the subject; a fixed or panning "
-            "camera cannot give 3D structure")
+            "camera cannot give 3D structure",
+        )
 
 
 def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER) -> dict[str, Any]:
@@ -376,15 +427,19 @@ def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER) -> dict[
             cameras = _write_model(ws, win)
             state.timings["write"] = time.perf_counter() - t0
     except (RuntimeError, ValueError) as e:  # pycolmap's checks; ours are Vid3dErrors
-        raise PosesError(f"COLMAP failed: {str(e).strip().splitlines()[-1][:300]}",
-                         storage_hint(ws.root) or f"see {ws.colmap / 'colmap.log'}") from e
+        raise PosesError(
+            f"COLMAP failed: {str(e).strip().splitlines()[-1][:300]}",
+            storage_hint(ws.root) or f"see {ws.colmap / 'colmap.log'}",
+        ) from e
     finally:
         shutil.rmtree(work, ignore_errors=True)
     state.timings["total"] = time.perf_counter() - t_start
     metrics = _metrics(names, win, attempts, state.timings)
     _write_poses_json(ws, names, win.best, cameras, metrics)
-    reporter.log(f"poses: {win.best.size}/{len(names)} frames registered, {win.best.points} points, "
-                 f"reprojection error {metrics['mean_reprojection_error']} px, focal {metrics['focal_px']} px")
+    reporter.log(
+        f"poses: {win.best.size}/{len(names)} frames registered, {win.best.points} points, "
+        f"reprojection error {metrics['mean_reprojection_error']} px, focal {metrics['focal_px']} px"
+    )
     return metrics
 
 
@@ -404,8 +459,10 @@ def _climb(state: _Run, rungs: list[Rung]) -> list[Attempt]:
         if attempt.registered / state.n >= state.cfg.poses.retry_below_fraction:
             break
         if k + 1 < len(rungs):
-            state.reporter.warn(f"poses: {attempt.record['registered']}/{state.n} frames registered; "
-                              f"retrying with {rungs[k + 1].reason}")
+            state.reporter.warn(
+                f"poses: {attempt.record['registered']}/{state.n} frames registered; "
+                f"retrying with {rungs[k + 1].reason}"
+            )
     return attempts
 
 
@@ -432,8 +489,11 @@ def _failure(state: _Run, attempts: list[Attempt]) -> PosesError:
     cam = colmap.camera_info(matched[mk]) if mk else {"width": 0, "height": 0}
     cause, hint = _diagnose(pstats, kps, cam.get("width", 0), cam.get("height", 0))
     got = max((a.registered for a in attempts), default=0)
-    return PosesError(f"structure from motion registered only {got} of {state.n} frames "
-                      f"after {len(attempts)} attempts; likely cause: {cause}", hint)
+    return PosesError(
+        f"structure from motion registered only {got} of {state.n} frames "
+        f"after {len(attempts)} attempts; likely cause: {cause}",
+        hint,
+    )
 
 
 # ---- one attempt: features, matches, camera, mapping
@@ -460,11 +520,13 @@ def _run_attempt(state: _Run, k: int, rung: Rung, label: str) -> Attempt:
     camera = _set_camera(state, db)
     models = _map(state, k, rung, label, db, camera)
     record = _record(k, rung, camera, models, state.n, time.perf_counter() - t_att)
-    state.reporter.debug(f"poses attempt {k + 1} ({rung.reason}): {record['registered']}/{state.n} "
-                       "frames registered")
+    state.reporter.debug(
+        f"poses attempt {k + 1} ({rung.reason}): {record['registered']}/{state.n} frames registered"
+    )
     pairs = colmap.pair_stats(matches, list(zip(state.names[:-1], state.names[1:]))) if models else []
-    return Attempt(index=k, record=record, models=models, database=db, calibration=camera.calibration,
-                   pairs=pairs)
+    return Attempt(
+        index=k, record=record, models=models, database=db, calibration=camera.calibration, pairs=pairs
+    )
 
 
 def _extract(state: _Run, rung: Rung, label: str) -> None:
@@ -475,10 +537,16 @@ def _extract(state: _Run, rung: Rung, label: str) -> None:
     db = state.work / f"features_{rung.max_num_features}.db"
     colmap.create_database(db)
     with state.reporter.task(f"{label} Extracting features", total=state.n) as task:
-        colmap.extract_features(db, state.ws.images, state.names,
-                                camera_model=_final_model_name(state.cfg.poses), mask_dir=state.mask_dir,
-                                max_num_features=rung.max_num_features, device_name=state.cfg.device,
-                                progress=task.advance)
+        colmap.extract_features(
+            db,
+            state.ws.images,
+            state.names,
+            camera_model=_final_model_name(state.cfg.poses),
+            mask_dir=state.mask_dir,
+            max_num_features=rung.max_num_features,
+            device_name=state.cfg.device,
+            progress=task.advance,
+        )
     state.features[rung.max_num_features] = db
     state.keypoints[rung.max_num_features] = colmap.keypoint_counts(db)
     state.timings["extract"] += time.perf_counter() - t0
@@ -495,11 +563,21 @@ def _match(state: _Run, rung: Rung, label: str) -> Path:
     t0 = time.perf_counter()
     db = state.work / f"matches_{rung.max_num_features}_{rung.matcher}_{rung.overlap}.db"
     shutil.copyfile(state.features[rung.max_num_features], db)
-    pairs = (colmap.exhaustive_pairs(state.n) if rung.matcher == "exhaustive"
-             else colmap.sequential_pairs(state.n, rung.overlap))
+    pairs = (
+        colmap.exhaustive_pairs(state.n)
+        if rung.matcher == "exhaustive"
+        else colmap.sequential_pairs(state.n, rung.overlap)
+    )
     with state.reporter.task(f"{label} Matching ({rung.matcher})", total=len(pairs)) as task:
-        colmap.match_pairs(db, state.names, pairs, state.work, device_name=state.cfg.device,
-                           progress=task.advance, seed=state.cfg.poses.seed)
+        colmap.match_pairs(
+            db,
+            state.names,
+            pairs,
+            state.work,
+            device_name=state.cfg.device,
+            progress=task.advance,
+            seed=state.cfg.poses.seed,
+        )
     state.matches[key] = db
     state.timings["match"] += time.perf_counter() - t0
     if len(state.matches) == 1:
@@ -518,11 +596,17 @@ def _set_camera(state: _Run, db: Path) -> _Camera:
     if calib:  # a focal at the search's edge means the pairs did not determine it
         focal = float(np.clip(calib["focal"], FOCAL_RANGE[0] * side, FOCAL_RANGE[1] * side))
         calib["initial_focal"] = focal
-    camera = _Camera(model=_final_model_name(pc), focal=focal, side=side,
-                     refine=pc.refine_intrinsics or calib is None, calibration=calib)
+    camera = _Camera(
+        model=_final_model_name(pc),
+        focal=focal,
+        side=side,
+        refine=pc.refine_intrinsics or calib is None,
+        calibration=calib,
+    )
     if calib is None and pc.calibrate:
-        state.reporter.warn("poses: too few frame pairs to self-calibrate the focal length; "
-                          "bundle adjustment estimates it")
+        state.reporter.warn(
+            "poses: too few frame pairs to self-calibrate the focal length; bundle adjustment estimates it"
+        )
     colmap.set_camera(db, camera.model, focal, focal)
     state.timings["calibrate"] += time.perf_counter() - t0
     return camera
@@ -540,19 +624,25 @@ def _map(state: _Run, k: int, rung: Rung, label: str, db: Path, camera: _Camera)
     """
     pc = state.cfg.poses
     t0 = time.perf_counter()
-    s = colmap.MapperSettings(mapper=rung.mapper, init_min_num_inliers=rung.init_min_num_inliers,
-                              init_min_tri_angle=rung.init_min_tri_angle,
-                              abs_pose_min_num_inliers=rung.abs_pose_min_num_inliers,
-                              min_num_matches=rung.min_num_matches, refine_intrinsics=camera.refine,
-                              seed=pc.seed)
+    s = colmap.MapperSettings(
+        mapper=rung.mapper,
+        init_min_num_inliers=rung.init_min_num_inliers,
+        init_min_tri_angle=rung.init_min_tri_angle,
+        abs_pose_min_num_inliers=rung.abs_pose_min_num_inliers,
+        min_num_matches=rung.min_num_matches,
+        refine_intrinsics=camera.refine,
+        seed=pc.seed,
+    )
     models = _register(state, k, db, s, f"{label} Registering frames ({rung.mapper})")
     for fixed in (False, True):
         if not models or pc.camera_model != "auto" or _plausible(models[0].camera, camera.side):
             break
         # the self-calibration in bundle adjustment degenerated (fx and fy far apart, or
         # an absurd focal length): one focal length instead, then a fixed one
-        state.reporter.warn(f"poses: focal lengths {_focal_xy(models[0].camera)} px are implausible; "
-                          f"mapping again with {'a fixed' if fixed else 'one'} focal length")
+        state.reporter.warn(
+            f"poses: focal lengths {_focal_xy(models[0].camera)} px are implausible; "
+            f"mapping again with {'a fixed' if fixed else 'one'} focal length"
+        )
         camera.model, camera.fallback = "SIMPLE_PINHOLE", ("fixed focal" if fixed else "one focal")
         colmap.set_camera(db, camera.model, camera.focal, camera.focal)
         s = replace(s, refine_intrinsics=not fixed)
@@ -562,7 +652,9 @@ def _map(state: _Run, k: int, rung: Rung, label: str, db: Path, camera: _Camera)
     return models
 
 
-def _register(state: _Run, k: int, db: Path, s: colmap.MapperSettings, description: str) -> list[colmap.Model]:
+def _register(
+    state: _Run, k: int, db: Path, s: colmap.MapperSettings, description: str
+) -> list[colmap.Model]:
     """One mapper run, with a progress task of the registered frames."""
     with state.reporter.task(description, total=state.n) as task:
         models = colmap.run_mapper(db, state.ws.images, state.work / f"sparse_{k}", s, progress=task.advance)
@@ -570,22 +662,31 @@ def _register(state: _Run, k: int, db: Path, s: colmap.MapperSettings, descripti
     return models
 
 
-def _record(k: int, rung: Rung, camera: _Camera, models: list[colmap.Model], n: int,
-            seconds: float) -> dict[str, Any]:
+def _record(
+    k: int, rung: Rung, camera: _Camera, models: list[colmap.Model], n: int, seconds: float
+) -> dict[str, Any]:
     """An attempt's entry in the metrics' ``attempts``."""
     best = models[0] if models else None
     frac = best.size / n if best else 0.0
     calib = camera.calibration
-    settings = asdict(rung) | {"camera_model": camera.model, "refine_intrinsics": camera.refine,
-                               "intrinsics_fallback": camera.fallback}
-    return {"index": k, "reason": rung.reason, "settings": settings,
-            "registered": best.size if best else 0, "registered_fraction": round(frac, 4),
-            "mean_reprojection_error": _r(best.mean_reprojection_error) if best else None,
-            "points": best.points if best else 0,
-            "focal_px": _focal(best.camera) if best else None,
-            "models": [m.size for m in models],
-            "calibration": {kk: _r(v) for kk, v in calib.items()} if calib else None,
-            "seconds": round(seconds, 2)}
+    settings = asdict(rung) | {
+        "camera_model": camera.model,
+        "refine_intrinsics": camera.refine,
+        "intrinsics_fallback": camera.fallback,
+    }
+    return {
+        "index": k,
+        "reason": rung.reason,
+        "settings": settings,
+        "registered": best.size if best else 0,
+        "registered_fraction": round(frac, 4),
+        "mean_reprojection_error": _r(best.mean_reprojection_error) if best else None,
+        "points": best.points if best else 0,
+        "focal_px": _focal(best.camera) if best else None,
+        "models": [m.size for m in models],
+        "calibration": {kk: _r(v) for kk, v in calib.items()} if calib else None,
+        "seconds": round(seconds, 2),
+    }
 
 
 # ---- outputs
@@ -605,8 +706,9 @@ def _write_model(ws: Workspace, win: Attempt) -> dict[str, Any]:
     return colmap.model_cameras(win.best.rec)
 
 
-def _metrics(names: list[str], win: Attempt, attempts: list[Attempt],
-             timings: dict[str, float]) -> dict[str, Any]:
+def _metrics(
+    names: list[str], win: Attempt, attempts: list[Attempt], timings: dict[str, float]
+) -> dict[str, Any]:
     """The stage's metrics (see :func:`run`)."""
     best = win.best
     cam = best.camera
@@ -635,19 +737,32 @@ def _metrics(names: list[str], win: Attempt, attempts: list[Attempt],
     }
 
 
-def _write_poses_json(ws: Workspace, names: list[str], best: colmap.Model, data: dict[str, Any],
-                      metrics: dict[str, Any]) -> None:
+def _write_poses_json(
+    ws: Workspace, names: list[str], best: colmap.Model, data: dict[str, Any], metrics: dict[str, Any]
+) -> None:
     """Write ``poses.json``: the camera, every frame's ``camtoworld`` (None when not
     registered) and the metrics."""
     cam = best.camera
     K = data["cameras"][int(data["camera_ids"][0])]["K"] if len(data["names"]) else np.eye(3)
     c2w = dict(zip(data["names"], data["camtoworlds"]))
-    frames = [{"name": nm, "registered": nm in c2w,
-               "camtoworld": c2w[nm].round(8).tolist() if nm in c2w else None} for nm in names]
-    write_json(ws.poses_json, {"camera": {"model": cam.get("model"), "width": cam.get("width"),
-                                          "height": cam.get("height"), "params": cam.get("params"),
-                                          "K": K.tolist()},
-                               "frames": frames, "metrics": metrics})
+    frames = [
+        {"name": nm, "registered": nm in c2w, "camtoworld": c2w[nm].round(8).tolist() if nm in c2w else None}
+        for nm in names
+    ]
+    write_json(
+        ws.poses_json,
+        {
+            "camera": {
+                "model": cam.get("model"),
+                "width": cam.get("width"),
+                "height": cam.get("height"),
+                "params": cam.get("params"),
+                "K": K.tolist(),
+            },
+            "frames": frames,
+            "metrics": metrics,
+        },
+    )
 
 
 # ---- focal lengths

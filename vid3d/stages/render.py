@@ -22,27 +22,28 @@ does not grow with the length of the video.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..camera_paths import (PATH_TYPES, CameraPath, input_frame_indices, letterbox_intrinsics,
-                            make_path)
-from ..config import Config, RenderConfig
-from ..device import choose_device
-from ..errors import ConfigError, MissingStageError, RenderError, Vid3dError
-from ..progress import NULL_REPORTER, Reporter
-from ..video.encode import VideoWriter, letterbox, output_size, write_png, write_preview
-from ..workspace import Workspace, atomic_path
+from vid3d.camera_paths import PATH_TYPES, CameraPath, input_frame_indices, letterbox_intrinsics, make_path
+from vid3d.config import Config, RenderConfig
+from vid3d.device import choose_device
+from vid3d.errors import ConfigError, MissingStageError, RenderError, Vid3dError
+from vid3d.progress import NULL_REPORTER, Reporter
+from vid3d.video.encode import VideoWriter, letterbox, output_size, write_png, write_preview
+from vid3d.workspace import Workspace, atomic_path
 
 PREVIEW_FORMATS = ("webp", "gif", "none")
 
 
-def render_inputs(splats: dict[str, torch.Tensor], device: torch.device | str = "cpu"
-                  ) -> dict[str, torch.Tensor]:
+def render_inputs(
+    splats: dict[str, torch.Tensor], device: torch.device | str = "cpu"
+) -> dict[str, torch.Tensor]:
     """Activated Gaussian parameters, as :func:`vid3d.splats.rasterize.rasterize` takes them.
 
     Args:
@@ -68,10 +69,18 @@ def render_inputs(splats: dict[str, torch.Tensor], device: torch.device | str = 
         }
 
 
-def render_frames(splats: dict[str, torch.Tensor], sh_degree: int, camtoworlds: np.ndarray,
-                  Ks: np.ndarray, width: int, height: int, *, device: torch.device | str = "cpu",
-                  backend: str = "auto", background: Sequence[float] = (0.0, 0.0, 0.0)
-                  ) -> Iterator[np.ndarray]:
+def render_frames(
+    splats: dict[str, torch.Tensor],
+    sh_degree: int,
+    camtoworlds: np.ndarray,
+    Ks: np.ndarray,
+    width: int,
+    height: int,
+    *,
+    device: torch.device | str = "cpu",
+    backend: str = "auto",
+    background: Sequence[float] = (0.0, 0.0, 0.0),
+) -> Iterator[np.ndarray]:
     """Render the splats from each camera, one frame at a time.
 
     A camera equal to the previous one is not rendered again.
@@ -89,7 +98,7 @@ def render_frames(splats: dict[str, torch.Tensor], sh_degree: int, camtoworlds: 
     Yields:
         [height, width, 3] uint8 RGB frames.
     """
-    from ..splats.rasterize import rasterize
+    from vid3d.splats.rasterize import rasterize
 
     device = torch.device(device)
     g = render_inputs(splats, device)
@@ -109,9 +118,20 @@ def render_frames(splats: dict[str, torch.Tensor], sh_degree: int, camtoworlds: 
         try:
             # No torch.no_grad() here: the inputs are detached, so no graph is built, and
             # the CPU kernel's first-call warm-up runs a backward pass of its own.
-            colors, _, _ = rasterize(g["means"], g["quats"], g["scales"], g["opacities"],
-                                     g["colors"], viewmat, K, width, height,
-                                     sh_degree=sh_degree, backgrounds=bg, backend=backend)
+            colors, _, _ = rasterize(
+                g["means"],
+                g["quats"],
+                g["scales"],
+                g["opacities"],
+                g["colors"],
+                viewmat,
+                K,
+                width,
+                height,
+                sh_degree=sh_degree,
+                backgrounds=bg,
+                backend=backend,
+            )
         except Vid3dError as e:  # the rasterizer's own errors speak of training
             raise RenderError(e.message, e.hint) from e
         img = (colors[0, ..., :3].clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
@@ -124,19 +144,34 @@ def _load_image(path: Path) -> np.ndarray:
 
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
-        raise RenderError(f"cannot read the input frame {path}",
-                          "re-run `vid3d frames` or render without side_by_side")
+        raise RenderError(
+            f"cannot read the input frame {path}", "re-run `vid3d frames` or render without side_by_side"
+        )
     return img[..., ::-1]
 
 
-def render_video(splats: dict[str, torch.Tensor], sh_degree: int, camtoworlds: np.ndarray,
-                 Ks: np.ndarray, width: int, height: int, out_path: Path, *, fps: float = 30,
-                 crf: int = 18, x264_preset: str = "medium", device: torch.device | str = "cpu",
-                 backend: str = "auto", background: Sequence[float] = (0.0, 0.0, 0.0),
-                 side_images: Sequence[Path | np.ndarray] | None = None,
-                 preview: str = "webp", preview_width: int = 480, thumbnail: bool = True,
-                 camera_path: CameraPath | None = None,
-                 reporter: Reporter = NULL_REPORTER) -> dict[str, Any]:
+def render_video(
+    splats: dict[str, torch.Tensor],
+    sh_degree: int,
+    camtoworlds: np.ndarray,
+    Ks: np.ndarray,
+    width: int,
+    height: int,
+    out_path: Path,
+    *,
+    fps: float = 30,
+    crf: int = 18,
+    x264_preset: str = "medium",
+    device: torch.device | str = "cpu",
+    backend: str = "auto",
+    background: Sequence[float] = (0.0, 0.0, 0.0),
+    side_images: Sequence[Path | np.ndarray] | None = None,
+    preview: str = "webp",
+    preview_width: int = 480,
+    thumbnail: bool = True,
+    camera_path: CameraPath | None = None,
+    reporter: Reporter = NULL_REPORTER,
+) -> dict[str, Any]:
     """Render the splats along cameras and stream the frames into an H.264 mp4.
 
     ``out_path`` and its companions (``.webp``/``.gif`` preview, ``.png``
@@ -190,8 +225,17 @@ def render_video(splats: dict[str, torch.Tensor], sh_degree: int, camtoworlds: n
     with ExitStack() as stack:
         tmp_video = stack.enter_context(atomic_path(out_path))
         writer = VideoWriter(tmp_video, video_w, height, fps=fps, crf=crf, preset=x264_preset)
-        frames = render_frames(splats, sh_degree, camtoworlds, Ks, width, height,
-                               device=device, backend=backend, background=background)
+        frames = render_frames(
+            splats,
+            sh_degree,
+            camtoworlds,
+            Ks,
+            width,
+            height,
+            device=device,
+            backend=backend,
+            background=background,
+        )
         first = None
         last_side = (None, None)
         with reporter.task(f"Rendering {name}", total=n) as task, writer:
@@ -227,9 +271,14 @@ def render_video(splats: dict[str, torch.Tensor], sh_degree: int, camtoworlds: n
             prev = out_path.with_suffix(f".{preview}")
             t3 = time.perf_counter()
             with reporter.task(f"Writing {prev.name}", total=None):
-                write_preview(tmp_video, stack.enter_context(atomic_path(prev)),
-                              width=preview_width, fps=min(float(fps), 15.0),
-                              max_seconds=10.0, format=preview)
+                write_preview(
+                    tmp_video,
+                    stack.enter_context(atomic_path(prev)),
+                    width=preview_width,
+                    fps=min(float(fps), 15.0),
+                    max_seconds=10.0,
+                    format=preview,
+                )
             encode_s += time.perf_counter() - t3
             outputs["preview"] = str(prev)
         if camera_path is not None:
@@ -245,8 +294,9 @@ def render_video(splats: dict[str, torch.Tensor], sh_degree: int, camtoworlds: n
         "render_seconds": round(render_s, 3),
         "encode_seconds": round(encode_s, 3),
         # The first frame pays for kernel compilation and warm-up: leave it out.
-        "render_fps": round((n - 1) / max(render_s - first_s, 1e-9) if n > 1
-                            else 1.0 / max(render_s, 1e-9), 3),
+        "render_fps": round(
+            (n - 1) / max(render_s - first_s, 1e-9) if n > 1 else 1.0 / max(render_s, 1e-9), 3
+        ),
         "first_frame_seconds": round(first_s, 3),
         "outputs": outputs,
     }
@@ -285,45 +335,69 @@ def build_path(cfg: RenderConfig, scene, times: np.ndarray | None = None) -> Cam
         The path in the scene's frame.
     """
     if cfg.path not in PATH_TYPES:
-        raise ConfigError(f"unknown camera path {cfg.path!r}",
-                          f"choose one of {', '.join(PATH_TYPES)} or give a .json path file")
+        raise ConfigError(
+            f"unknown camera path {cfg.path!r}",
+            f"choose one of {', '.join(PATH_TYPES)} or give a .json path file",
+        )
     width, height = output_size(cfg.resolution, cfg.aspect, (scene.width, scene.height))
     n_frames = _n_frames(cfg)
-    return make_path(cfg.path, scene.camtoworlds, scene.Ks, scene.width, scene.height, width,
-                     height, n_frames, fps=cfg.fps, points=scene.points,
-                     radius_factor=cfg.radius_factor, height_factor=cfg.height_factor,
-                     smoothing=cfg.smoothing, times=times)
+    return make_path(
+        cfg.path,
+        scene.camtoworlds,
+        scene.Ks,
+        scene.width,
+        scene.height,
+        width,
+        height,
+        n_frames,
+        fps=cfg.fps,
+        points=scene.points,
+        radius_factor=cfg.radius_factor,
+        height_factor=cfg.height_factor,
+        smoothing=cfg.smoothing,
+        times=times,
+    )
 
 
 def check_config(cfg: RenderConfig) -> None:
     """Raise :class:`ConfigError` for an invalid render option, before any work."""
     from_file = cfg.path.lower().endswith(".json")
     if not from_file and cfg.path not in PATH_TYPES:
-        raise ConfigError(f"unknown camera path {cfg.path!r}",
-                          f"choose one of {', '.join(PATH_TYPES)} or give a .json path file")
+        raise ConfigError(
+            f"unknown camera path {cfg.path!r}",
+            f"choose one of {', '.join(PATH_TYPES)} or give a .json path file",
+        )
     if from_file and cfg.side_by_side:
-        raise ConfigError("render.side_by_side uses the input cameras and cannot follow a path file",
-                          "drop --path or side_by_side")
+        raise ConfigError(
+            "render.side_by_side uses the input cameras and cannot follow a path file",
+            "drop --path or side_by_side",
+        )
     output_size(cfg.resolution, cfg.aspect, (16, 9))
     _n_frames(cfg)
     if not 0 <= cfg.crf <= 51:
         raise ConfigError(f"render.crf must be in 0-51, got {cfg.crf}", "17-23 is usual")
     if cfg.x264_preset not in VideoWriter.X264_PRESETS:
-        raise ConfigError(f"unknown render.x264_preset {cfg.x264_preset!r}",
-                          f"use one of {', '.join(VideoWriter.X264_PRESETS)}")
+        raise ConfigError(
+            f"unknown render.x264_preset {cfg.x264_preset!r}",
+            f"use one of {', '.join(VideoWriter.X264_PRESETS)}",
+        )
     if cfg.preview not in PREVIEW_FORMATS:
-        raise ConfigError(f"unknown render.preview {cfg.preview!r}",
-                          f"use one of {', '.join(PREVIEW_FORMATS)}")
+        raise ConfigError(
+            f"unknown render.preview {cfg.preview!r}", f"use one of {', '.join(PREVIEW_FORMATS)}"
+        )
     if cfg.preview_width < 16:
-        raise ConfigError(f"render.preview_width must be at least 16, got {cfg.preview_width}",
-                          "use e.g. 480")
+        raise ConfigError(
+            f"render.preview_width must be at least 16, got {cfg.preview_width}", "use e.g. 480"
+        )
     if cfg.radius_factor <= 0 or cfg.smoothing < 0:
-        raise ConfigError("render.radius_factor must be positive and render.smoothing not negative",
-                          "use e.g. radius_factor=1.0, smoothing=2.0")
+        raise ConfigError(
+            "render.radius_factor must be positive and render.smoothing not negative",
+            "use e.g. radius_factor=1.0, smoothing=2.0",
+        )
 
 
 def _resolve_backend(backend: str, device: torch.device) -> str:
-    from ..splats.rasterize import resolve_backend
+    from vid3d.splats.rasterize import resolve_backend
 
     try:
         return resolve_backend(backend, device)
@@ -369,14 +443,16 @@ def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER) -> dict[
         ConfigError: An invalid render option.
         RenderError: Rendering or encoding failed.
     """
-    from ..splats.model import load_checkpoint
+    from vid3d.splats.model import load_checkpoint
 
     rc = cfg.render
     check_config(rc)
     from_file = rc.path.lower().endswith(".json")
     if not ws.ckpt.is_file():
-        raise MissingStageError(f"no trained splats in {ws.root} (splats/ckpt.pt is missing)",
-                                "run `vid3d train` on the workspace first")
+        raise MissingStageError(
+            f"no trained splats in {ws.root} (splats/ckpt.pt is missing)",
+            "run `vid3d train` on the workspace first",
+        )
     choice = choose_device(cfg.device)
     if choice.reason:
         reporter.warn(choice.reason)
@@ -393,7 +469,7 @@ def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER) -> dict[
         path.fps = float(rc.fps)
         reporter.log(f"camera path from {rc.path}: {len(path)} frames at {path.width}x{path.height}")
     else:
-        from ..sfm import load_scene
+        from vid3d.sfm import load_scene
 
         scene = load_scene(ws)
         times = input_times(ws, scene.names)
@@ -402,21 +478,44 @@ def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER) -> dict[
             n = _n_frames(rc)
             idx = input_frame_indices(len(scene), n, times)
             Ks = letterbox_intrinsics(scene.Ks[idx], scene.width, scene.height, width, height)
-            path = CameraPath(camtoworlds=scene.camtoworlds[idx], Ks=Ks, width=width,
-                              height=height, fps=float(rc.fps), loop=False, name="side_by_side")
+            path = CameraPath(
+                camtoworlds=scene.camtoworlds[idx],
+                Ks=Ks,
+                width=width,
+                height=height,
+                fps=float(rc.fps),
+                loop=False,
+                name="side_by_side",
+            )
             side_images = [scene.image_paths[i] for i in idx]
         else:
             path = build_path(rc, scene, times)
             save_path = path
     out = ws.renders / f"{path.name}.mp4"
     result = render_video(
-        ckpt.splats, ckpt.sh_degree, path.transformed(T).camtoworlds, path.Ks, path.width,
-        path.height, out, fps=rc.fps, crf=rc.crf, x264_preset=rc.x264_preset, device=device,
-        backend=cfg.splat.backend, background=cfg.splat.background, side_images=side_images,
-        preview=rc.preview, preview_width=rc.preview_width, camera_path=save_path,
-        reporter=reporter)
-    reporter.log(f"wrote {_rel(ws, str(out))}: {result['frames']} frames, "
-                 f"{result['width']}x{result['height']}, {result['render_fps']:.2f} frames/s")
+        ckpt.splats,
+        ckpt.sh_degree,
+        path.transformed(T).camtoworlds,
+        path.Ks,
+        path.width,
+        path.height,
+        out,
+        fps=rc.fps,
+        crf=rc.crf,
+        x264_preset=rc.x264_preset,
+        device=device,
+        backend=cfg.splat.backend,
+        background=cfg.splat.background,
+        side_images=side_images,
+        preview=rc.preview,
+        preview_width=rc.preview_width,
+        camera_path=save_path,
+        reporter=reporter,
+    )
+    reporter.log(
+        f"wrote {_rel(ws, str(out))}: {result['frames']} frames, "
+        f"{result['width']}x{result['height']}, {result['render_fps']:.2f} frames/s"
+    )
     return {
         "path": rc.path if from_file else ("input" if rc.side_by_side else rc.path),
         "name": path.name,

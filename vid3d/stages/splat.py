@@ -15,18 +15,19 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from ..config import Config
-from ..errors import InputError
-from ..progress import NULL_REPORTER, Reporter
-from ..splats.model import export, load_checkpoint, to_world
-from ..device import resolve_device
-from ..splats.trainer import train
-from ..transaction import locked
-from ..workspace import Workspace, fingerprint_paths
+from vid3d.config import Config
+from vid3d.device import resolve_device
+from vid3d.errors import InputError
+from vid3d.progress import NULL_REPORTER, Reporter
+from vid3d.splats.model import export, load_checkpoint, to_world
+from vid3d.splats.trainer import train
+from vid3d.transaction import locked
+from vid3d.workspace import Workspace, fingerprint_paths
 
 
-def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER, *,
-        force: bool = False) -> dict[str, Any]:
+def run(
+    ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER, *, force: bool = False
+) -> dict[str, Any]:
     """Train splats for the workspace and export them.
 
     Args:
@@ -43,14 +44,22 @@ def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER, *,
     Raises:
         TrainingError: Training diverged or cannot run (no output is written).
     """
-    from ..sfm import load_scene
+    from vid3d.sfm import load_scene
 
     scene = load_scene(ws)
     device = resolve_device(cfg.device)
     # A checkpoint resumes only a run of the same options on the same cameras.
     run_id = f"{cfg.section_hash('splat')}-{fingerprint_paths([ws.sparse0])}"
-    trainer, metrics = train(scene, cfg.splat, ws.ckpt, device=device, config_hash=run_id,
-                             resume_path=ws.resume_ckpt, force=force, reporter=reporter)
+    trainer, metrics = train(
+        scene,
+        cfg.splat,
+        ws.ckpt,
+        device=device,
+        config_hash=run_id,
+        resume_path=ws.resume_ckpt,
+        force=force,
+        reporter=reporter,
+    )
     world = to_world(dict(trainer.splats), trainer.data.normalization)
     export(world, ws.ply, "ply")
     export(world, ws.splat_file, "splat")
@@ -61,8 +70,7 @@ def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER, *,
 FORMATS = {"ply": ".ply", "splat": ".splat"}
 
 
-def export_workspace(ws: Workspace, format: str = "ply", out: Path | None = None,
-                     frame: str = "sfm") -> Path:
+def export_workspace(ws: Workspace, format: str = "ply", out: Path | None = None, frame: str = "sfm") -> Path:
     """Write the workspace's trained splats again from ``splats/ckpt.pt`` (a finished one).
 
     Args:

@@ -46,8 +46,9 @@ def cut_features(thumb: np.ndarray) -> np.ndarray:
     return hist / max(float(hist.sum()), 1.0)
 
 
-def cut_score(prev_hist: np.ndarray, prev_thumb: np.ndarray, hist: np.ndarray,
-              thumb: np.ndarray) -> tuple[float, float]:
+def cut_score(
+    prev_hist: np.ndarray, prev_thumb: np.ndarray, hist: np.ndarray, thumb: np.ndarray
+) -> tuple[float, float]:
     """How much a frame differs from the previous one.
 
     Args:
@@ -67,8 +68,14 @@ CUT_MIN_HIST = 0.2  # least histogram distance of a cut
 CUT_MIN_DIFF = 0.06  # least mean absolute thumbnail difference of a cut
 
 
-def find_cuts(scores: np.ndarray, fps: float, min_hist: float = CUT_MIN_HIST, min_diff: float = CUT_MIN_DIFF,
-              ratio: float = 4.0, min_shot_frames: int = 5) -> list[int]:
+def find_cuts(
+    scores: np.ndarray,
+    fps: float,
+    min_hist: float = CUT_MIN_HIST,
+    min_diff: float = CUT_MIN_DIFF,
+    ratio: float = 4.0,
+    min_shot_frames: int = 5,
+) -> list[int]:
     """Hard cuts: frames whose change from the previous frame stands out.
 
     A frame starts a new shot when both its histogram distance and its thumbnail
@@ -241,8 +248,9 @@ class OverlayDetector:
         np.maximum(self._max, small, out=self._max)
         self.n += 1
 
-    def mask(self, box: tuple[int, int, int, int] | None = None, min_frames: int = 8,
-             max_coverage: float = 0.25) -> np.ndarray | None:
+    def mask(
+        self, box: tuple[int, int, int, int] | None = None, min_frames: int = 8, max_coverage: float = 0.25
+    ) -> np.ndarray | None:
         """The overlay as a ``[h, w]`` bool mask (True = overlay), or None.
 
         Args:
@@ -265,19 +273,26 @@ class OverlayDetector:
         h, w = mean.shape
         inside = np.zeros((h, w), bool)
         x0, y0, x1, y1 = box if box is not None else (0, 0, w, h)
-        inside[y0 + 1:y1 - 1, x0 + 1:x1 - 1] = True
+        inside[y0 + 1 : y1 - 1, x0 + 1 : x1 - 1] = True
         # Static edges: strong in the mean image, nearly as strong as on average
         # in single frames, with little temporal change.
         # (a scene edge that moves by even a fraction of a pixel changes by a good
         # part of its contrast; an overlay edge only by compression noise)
         spread = self._max.astype(np.int16) - self._min
-        edge = ((grad_of_mean > 30.0) & (grad_of_mean > 0.85 * mean_grad)
-                & (std < 6.0) & (std < 0.05 * grad_of_mean) & (spread < 12) & inside)
+        edge = (
+            (grad_of_mean > 30.0)
+            & (grad_of_mean > 0.85 * mean_grad)
+            & (std < 6.0)
+            & (std < 0.05 * grad_of_mean)
+            & (spread < 12)
+            & inside
+        )
         if edge.sum() < 6:
             return None
         k = max(3, int(round(0.03 * max(h, w))) | 1)
-        closed = cv2.morphologyEx(edge.astype(np.uint8), cv2.MORPH_CLOSE,
-                                  cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+        closed = cv2.morphologyEx(
+            edge.astype(np.uint8), cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
+        )
         # drop specks: components with very few static edge pixels
         n_lab, lab, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
         keep = np.zeros(n_lab, bool)
@@ -343,8 +358,15 @@ def displacement(a: Tracks, b: np.ndarray) -> float:
     if a.points is None or len(a.points) < 8:
         return float("inf")
     p0 = a.points
-    p1, st, _ = cv2.calcOpticalFlowPyrLK(a.image, b, p0, None, winSize=(15, 15), maxLevel=3,
-                                         criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+    p1, st, _ = cv2.calcOpticalFlowPyrLK(
+        a.image,
+        b,
+        p0,
+        None,
+        winSize=(15, 15),
+        maxLevel=3,
+        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03),
+    )
     if p1 is None:
         return float("inf")
     ok = st[:, 0] == 1
@@ -361,8 +383,9 @@ def displacement(a: Tracks, b: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- sampling
 
 
-def sharpest_in_windows(times: np.ndarray, sharp: np.ndarray, n: int,
-                        span: tuple[float, float] | None = None) -> list[int]:
+def sharpest_in_windows(
+    times: np.ndarray, sharp: np.ndarray, n: int, span: tuple[float, float] | None = None
+) -> list[int]:
     """Split a time span into ``n`` equal windows and keep the sharpest frame of each.
 
     Args:

@@ -16,15 +16,16 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import av
 import cv2
 import numpy as np
 
-from ..errors import InputError, VideoError
+from vid3d.errors import InputError, VideoError
 
 # 8-bit formats whose first plane is the luma plane, a free grey image
 _LUMA8 = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21")
@@ -156,8 +157,9 @@ def _open(path: Path) -> tuple[Any, Any]:
         ) from e
     if not container.streams.video:
         container.close()
-        raise VideoError(f"{path.name} has no video stream",
-                         "give a file that contains video, not only audio or data")
+        raise VideoError(
+            f"{path.name} has no video stream", "give a file that contains video, not only audio or data"
+        )
     return container, container.streams.video[0]
 
 
@@ -186,9 +188,19 @@ def _header(path: Path, container: Any, stream: Any, rotation: int) -> VideoInfo
     if count == 0 and duration > 0 and fps > 0:
         count = int(round(duration * fps))
     dw, dh = (h, w) if rotation in (90, 270) else (w, h)
-    return VideoInfo(path=Path(path), width=dw, height=dh, coded_width=w, coded_height=h, fps=fps,
-                     duration=duration, frame_count=count, rotation=rotation, codec=cc.name,
-                     container=container.format.name)
+    return VideoInfo(
+        path=Path(path),
+        width=dw,
+        height=dh,
+        coded_width=w,
+        coded_height=h,
+        fps=fps,
+        duration=duration,
+        frame_count=count,
+        rotation=rotation,
+        codec=cc.name,
+        container=container.format.name,
+    )
 
 
 class VideoReader:
@@ -223,15 +235,16 @@ class VideoReader:
         if self._first is None:
             self.close()
             why = f" ({self.decode_error})" if self.decode_error else ""
-            raise VideoError(f"no frame of {self.path.name} could be decoded{why}",
-                             "the file is damaged or truncated; re-export or re-download it")
-        self.info = _header(self.path, self._container, self._stream,
-                            _rotation_of(self._stream, self._first))
+            raise VideoError(
+                f"no frame of {self.path.name} could be decoded{why}",
+                "the file is damaged or truncated; re-export or re-download it",
+            )
+        self.info = _header(self.path, self._container, self._stream, _rotation_of(self._stream, self._first))
         start = self._stream.start_time
         tb = self._stream.time_base
         self._t0 = float(start * tb) if (start is not None and tb is not None) else 0.0
 
-    def __enter__(self) -> "VideoReader":
+    def __enter__(self) -> VideoReader:
         return self
 
     def __exit__(self, *exc: Any) -> None:

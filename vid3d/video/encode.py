@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, InputError, RenderError, storage_hint
-from ..workspace import atomic_path
+from vid3d.errors import ConfigError, InputError, RenderError, storage_hint
+from vid3d.workspace import atomic_path
 
 RESOLUTIONS = {"360p": 360, "480p": 480, "720p": 720, "1080p": 1080, "1440p": 1440, "2160p": 2160}
 """Preset name -> length of the short side in pixels."""
@@ -45,8 +45,7 @@ def ffmpeg_exe() -> str:
 
         return imageio_ffmpeg.get_ffmpeg_exe()
     except Exception as e:  # missing package or binary
-        raise RenderError(f"the bundled ffmpeg is unavailable: {e}",
-                          "pip install imageio-ffmpeg") from e
+        raise RenderError(f"the bundled ffmpeg is unavailable: {e}", "pip install imageio-ffmpeg") from e
 
 
 def _even(x: float) -> int:
@@ -63,8 +62,9 @@ def parse_aspect(aspect: str, input_size: tuple[int, int] | None = None) -> floa
     """
     if aspect == "input":
         if input_size is None:
-            raise ConfigError('render.aspect="input" needs the input frames\' size',
-                              'use an aspect such as "16:9"')
+            raise ConfigError(
+                'render.aspect="input" needs the input frames\' size', 'use an aspect such as "16:9"'
+            )
         return input_size[0] / input_size[1]
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*[:/x]\s*(\d+(?:\.\d+)?)\s*", aspect)
     if not m or float(m.group(1)) <= 0 or float(m.group(2)) <= 0:
@@ -72,8 +72,9 @@ def parse_aspect(aspect: str, input_size: tuple[int, int] | None = None) -> floa
     return float(m.group(1)) / float(m.group(2))
 
 
-def output_size(resolution: str, aspect: str = "16:9",
-                input_size: tuple[int, int] | None = None) -> tuple[int, int]:
+def output_size(
+    resolution: str, aspect: str = "16:9", input_size: tuple[int, int] | None = None
+) -> tuple[int, int]:
     """Width and height of the video, both even.
 
     A preset ("720p"...) gives the length of the short side, so "1080p" is
@@ -95,8 +96,9 @@ def output_size(resolution: str, aspect: str = "16:9",
             raise ConfigError(f"video size {resolution} is out of range", "use 2 to 8192 pixels a side")
         return _even(w), _even(h)
     if resolution not in RESOLUTIONS:
-        raise ConfigError(f"unknown resolution {resolution!r}",
-                          f"use one of {', '.join(RESOLUTIONS)} or WIDTHxHEIGHT")
+        raise ConfigError(
+            f"unknown resolution {resolution!r}", f"use one of {', '.join(RESOLUTIONS)} or WIDTHxHEIGHT"
+        )
     short = RESOLUTIONS[resolution]
     ratio = parse_aspect(aspect, input_size)
     if ratio >= 1:
@@ -122,7 +124,7 @@ def letterbox(image: np.ndarray, width: int, height: int) -> np.ndarray:
     small = cv2.resize(image, (nw, nh), interpolation=interp)
     out = np.zeros((height, width, 3), dtype=np.uint8)
     x0, y0 = (width - nw) // 2, (height - nh) // 2
-    out[y0:y0 + nh, x0:x0 + nw] = small[:height - y0, :width - x0]
+    out[y0 : y0 + nh, x0 : x0 + nw] = small[: height - y0, : width - x0]
     return out
 
 
@@ -145,14 +147,26 @@ class VideoWriter:
         preset: x264 speed preset ("ultrafast" ... "veryslow"). Default: "medium".
     """
 
-    X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
-                    "slower", "veryslow")
+    X264_PRESETS = (
+        "ultrafast",
+        "superfast",
+        "veryfast",
+        "faster",
+        "fast",
+        "medium",
+        "slow",
+        "slower",
+        "veryslow",
+    )
 
-    def __init__(self, path: Path, width: int, height: int, fps: float = 30, crf: int = 18,
-                 preset: str = "medium") -> None:
+    def __init__(
+        self, path: Path, width: int, height: int, fps: float = 30, crf: int = 18, preset: str = "medium"
+    ) -> None:
         if width % 2 or height % 2 or width < 2 or height < 2:
-            raise RenderError(f"H.264 in yuv420p needs an even frame size, got {width}x{height}",
-                              "use an even width and height")
+            raise RenderError(
+                f"H.264 in yuv420p needs an even frame size, got {width}x{height}",
+                "use an even width and height",
+            )
         if not 0 <= int(crf) <= 51:
             raise ConfigError(f"render.crf must be in 0-51, got {crf}", "17-23 is usual")
         if preset not in self.X264_PRESETS:
@@ -172,29 +186,67 @@ class VideoWriter:
         rate = Fraction(self.fps).limit_denominator(1001)
         gop = max(1, int(round(float(self.fps) / 2)))  # closed GOP of half a second (YouTube)
         return [
-            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}",
-            "-framerate", str(rate), "-i", "pipe:0", "-an",
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{self.width}x{self.height}",
+            "-framerate",
+            str(rate),
+            "-i",
+            "pipe:0",
+            "-an",
             # RGB -> limited-range BT.709 YCbCr (swscale defaults to BT.601 otherwise), and
             # tag the frames: ffmpeg 7 takes the colour tags from the frames, not the options.
-            "-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,setparams="
-                   "colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv",
-            "-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf),
+            "-vf",
+            "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,setparams="
+            "colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv",
+            "-c:v",
+            "libx264",
+            "-preset",
+            self.preset,
+            "-crf",
+            str(self.crf),
             # crf 0 is lossless, which needs the High 4:4:4 Predictive profile.
-            *(["-profile:v", "high"] if self.crf > 0 else []), "-pix_fmt", "yuv420p",
-            "-g", str(gop), "-bf", "2", "-flags", "+cgop",
-            "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
-            "-color_range", "tv",
-            "-movflags", "+faststart", "-f", "mp4", str(out),
+            *(["-profile:v", "high"] if self.crf > 0 else []),
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            str(gop),
+            "-bf",
+            "2",
+            "-flags",
+            "+cgop",
+            "-colorspace",
+            "bt709",
+            "-color_primaries",
+            "bt709",
+            "-color_trc",
+            "bt709",
+            "-color_range",
+            "tv",
+            "-movflags",
+            "+faststart",
+            "-f",
+            "mp4",
+            str(out),
         ]
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         self._stack = ExitStack()
         try:
             tmp = self._stack.enter_context(atomic_path(self.path))
             self._log = self._stack.enter_context(tempfile.TemporaryFile())
-            self._proc = subprocess.Popen(self.command(tmp), stdin=subprocess.PIPE,
-                                          stdout=subprocess.DEVNULL, stderr=self._log)
+            self._proc = subprocess.Popen(
+                self.command(tmp), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log
+            )
         except OSError as e:
             self._stack.close()
             raise RenderError(f"cannot start ffmpeg: {e}", "check `vid3d doctor`") from e
@@ -215,13 +267,16 @@ class VideoWriter:
         if frame.dtype != np.uint8:
             frame = (np.clip(frame, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         if frame.shape != (self.height, self.width, 3):
-            raise RenderError(f"frame {self.frames} is {frame.shape}, the video is "
-                              f"{self.height}x{self.width}x3")
+            raise RenderError(
+                f"frame {self.frames} is {frame.shape}, the video is {self.height}x{self.width}x3"
+            )
         try:
             self._proc.stdin.write(np.ascontiguousarray(frame).data)
         except (BrokenPipeError, OSError) as e:
-            raise RenderError(f"ffmpeg stopped while encoding {self.path.name}: {self._stderr()}",
-                              "check free disk space and `vid3d doctor`") from e
+            raise RenderError(
+                f"ffmpeg stopped while encoding {self.path.name}: {self._stderr()}",
+                "check free disk space and `vid3d doctor`",
+            ) from e
         self.frames += 1
 
     def _stderr(self) -> str:
@@ -244,12 +299,14 @@ class VideoWriter:
                 if rc != 0:
                     self._proc = proc
                     msg = self._stderr()
-                    raise RenderError(f"ffmpeg failed to encode {self.path.name}: {msg}",
-                                      storage_hint(self.path.parent)
-                                      or "check free disk space and `vid3d doctor`")
+                    raise RenderError(
+                        f"ffmpeg failed to encode {self.path.name}: {msg}",
+                        storage_hint(self.path.parent) or "check free disk space and `vid3d doctor`",
+                    )
                 if self.frames == 0:
-                    raise RenderError(f"no frames were written to {self.path.name}",
-                                      "render at least one frame")
+                    raise RenderError(
+                        f"no frames were written to {self.path.name}", "render at least one frame"
+                    )
             else:
                 _kill(proc)
         except BaseException as e:
@@ -272,15 +329,24 @@ def _kill(proc: subprocess.Popen | None) -> None:
 
 
 def _run_ffmpeg(args: list[str], what: str) -> None:
-    res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    res = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     if res.returncode != 0:
         err = res.stderr.decode(errors="replace").strip()[-500:]
         raise RenderError(f"ffmpeg failed to write {what}: {err}", "check `vid3d doctor`")
 
 
-def write_preview(video: Path, out: Path, width: int = 480, fps: float = 12,
-                  max_seconds: float | None = None, format: str | None = None) -> Path:
+def write_preview(
+    video: Path,
+    out: Path,
+    width: int = 480,
+    fps: float = 12,
+    max_seconds: float | None = None,
+    format: str | None = None,
+) -> Path:
     """An animated preview of a video: WebP (``.webp``) or GIF (``.gif``), looping.
 
     Made from the finished video by the bundled ffmpeg (WebP: libwebp, quality 70;
@@ -306,11 +372,34 @@ def write_preview(video: Path, out: Path, width: int = 480, fps: float = 12,
     if max_seconds:
         args += ["-t", f"{max_seconds:.3f}"]
     if fmt == "webp":
-        args += ["-vf", scale, "-c:v", "libwebp_anim", "-lossless", "0", "-quality", "70",
-                 "-compression_level", "4", "-loop", "0", "-an", "-f", "webp"]
+        args += [
+            "-vf",
+            scale,
+            "-c:v",
+            "libwebp_anim",
+            "-lossless",
+            "0",
+            "-quality",
+            "70",
+            "-compression_level",
+            "4",
+            "-loop",
+            "0",
+            "-an",
+            "-f",
+            "webp",
+        ]
     else:
-        args += ["-filter_complex", f"[0:v]{scale},split[a][b];[a]palettegen=stats_mode=diff[p];"
-                 "[b][p]paletteuse=dither=bayer:bayer_scale=4", "-loop", "0", "-an", "-f", "gif"]
+        args += [
+            "-filter_complex",
+            f"[0:v]{scale},split[a][b];[a]palettegen=stats_mode=diff[p];"
+            "[b][p]paletteuse=dither=bayer:bayer_scale=4",
+            "-loop",
+            "0",
+            "-an",
+            "-f",
+            "gif",
+        ]
     with atomic_path(out) as tmp:
         _run_ffmpeg(args + [str(tmp)], out.name)
     return out
@@ -398,25 +487,52 @@ def inspect_mp4(path: Path) -> dict[str, Any]:
                 if packet.size:
                     frames += 1
             info["frames"] = frames
-            info["duration"] = (float(stream.duration * stream.time_base)
-                                if stream.duration is not None else None)
+            info["duration"] = (
+                float(stream.duration * stream.time_base) if stream.duration is not None else None
+            )
     except av.error.FFmpegError as e:
         raise InputError(f"{path.name} cannot be read as a video: {e}", "re-render it") from e
     atoms = top_level_atoms(path)
     info["atoms"] = atoms
-    info["faststart"] = ("moov" in atoms and "mdat" in atoms
-                         and atoms.index("moov") < atoms.index("mdat"))
+    info["faststart"] = "moov" in atoms and "mdat" in atoms and atoms.index("moov") < atoms.index("mdat")
     return info
 
 
 # libavutil pixfmt.h enum values -> ffmpeg's names (PyAV returns plain ints).
 _COLOR_NAMES = {
-    "space": {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m",
-              9: "bt2020nc", 10: "bt2020c"},
-    "primaries": {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m",
-                  9: "bt2020", 11: "smpte431", 12: "smpte432"},
-    "trc": {1: "bt709", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear",
-            13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12", 16: "smpte2084", 18: "arib-std-b67"},
+    "space": {
+        0: "gbr",
+        1: "bt709",
+        4: "fcc",
+        5: "bt470bg",
+        6: "smpte170m",
+        7: "smpte240m",
+        9: "bt2020nc",
+        10: "bt2020c",
+    },
+    "primaries": {
+        1: "bt709",
+        4: "bt470m",
+        5: "bt470bg",
+        6: "smpte170m",
+        7: "smpte240m",
+        9: "bt2020",
+        11: "smpte431",
+        12: "smpte432",
+    },
+    "trc": {
+        1: "bt709",
+        4: "gamma22",
+        5: "gamma28",
+        6: "smpte170m",
+        7: "smpte240m",
+        8: "linear",
+        13: "iec61966-2-1",
+        14: "bt2020-10",
+        15: "bt2020-12",
+        16: "smpte2084",
+        18: "arib-std-b67",
+    },
     "range": {1: "tv", 2: "pc"},
 }
 
@@ -458,8 +574,13 @@ def encoder_status() -> dict[str, Any]:
                 for i in range(3):
                     writer.write(np.full((16, 16, 3), 80 * i, np.uint8))
             info = inspect_mp4(out)
-        good = (info["codec"] == "h264" and info["pix_fmt"] == "yuv420p" and info["frames"] == 3
-                and info["faststart"] and info["color_primaries"] == "bt709")
+        good = (
+            info["codec"] == "h264"
+            and info["pix_fmt"] == "yuv420p"
+            and info["frames"] == 3
+            and info["faststart"]
+            and info["color_primaries"] == "bt709"
+        )
         status["ok"] = bool(good)
         if not good:
             status["error"] = f"unexpected output: {info}"
