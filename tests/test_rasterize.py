@@ -16,12 +16,7 @@ from gsplat.strategy import DefaultStrategy
 
 from vid3d.errors import TrainingError
 from vid3d.splats import _cpu_kernel
-from vid3d.splats._projection import (
-    isect_tiles,
-    project_gaussians,
-    quat_scale_to_matrix,
-    spherical_harmonics,
-)
+from vid3d.splats._projection import isect_tiles, project_gaussians, quat_scale_to_matrix, spherical_harmonics
 from vid3d.splats.rasterize import kernel_status, rasterize, resolve_backend
 
 

@@ -385,8 +385,7 @@ def resolve_backend(backend: Backend, device: torch.device) -> str:
     """
     if backend not in BACKENDS:
         raise TrainingError(
-            f"Unknown rasterizer backend {backend!r}.",
-            hint=f"Use one of {', '.join(BACKENDS)}.",
+            f"Unknown rasterizer backend {backend!r}.", hint=f"Use one of {', '.join(BACKENDS)}."
         )
     if backend == "auto":
         if device.type == "cuda":
@@ -529,8 +528,7 @@ def rasterize(
         raise TrainingError(f"The {chosen!r} rasterizer has no packed mode.", hint="Pass packed=False.")
     if absgrad and chosen == "torch":
         raise TrainingError(
-            "The 'torch' rasterizer cannot compute absgrad.",
-            hint="Use backend='cpu' or absgrad=False.",
+            "The 'torch' rasterizer cannot compute absgrad.", hint="Use backend='cpu' or absgrad=False."
         )
 
     C, N = viewmats.shape[0], means.shape[0]
@@ -607,8 +605,7 @@ def rasterize(
         )
     if render_mode in ("ED", "RGB+ED"):
         render_colors = torch.cat(
-            [render_colors[..., :-1], render_colors[..., -1:] / render_alphas.clamp(min=1e-10)],
-            dim=-1,
+            [render_colors[..., :-1], render_colors[..., -1:] / render_alphas.clamp(min=1e-10)], dim=-1
         )
 
     info = {

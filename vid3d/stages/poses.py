@@ -38,13 +38,14 @@ import math
 import os
 import shutil
 import time
+import typing
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vid3d.config import Config, PosesConfig
+from vid3d.config import CameraModel, Config, PosesConfig
 from vid3d.errors import ConfigError, MissingStageError, PosesError, storage_hint
 from vid3d.progress import NULL_REPORTER, Reporter
 from vid3d.sfm import colmap
@@ -64,18 +65,7 @@ MAX_PIXEL_ASPECT = 1.25
 """With camera_model "auto", fx/fy beyond this counts as a degenerate self-calibration and
 the frames are mapped again with one focal length. It admits a 16:9 video squashed to 3:2
 (1.19, the 384x256 re10k clips) but not much more: generated videos have square pixels."""
-CAMERA_MODELS = (
-    "auto",
-    "SIMPLE_PINHOLE",
-    "PINHOLE",
-    "SIMPLE_RADIAL",
-    "RADIAL",
-    "OPENCV",
-    "FULL_OPENCV",
-    "SIMPLE_RADIAL_FISHEYE",
-    "RADIAL_FISHEYE",
-    "OPENCV_FISHEYE",
-)
+CAMERA_MODELS = typing.get_args(CameraModel)  # the config's choices are the stage's
 
 
 @dataclass
