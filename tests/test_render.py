@@ -375,7 +375,7 @@ def synthetic_workspace(root: Path) -> Workspace:
     return ws
 
 
-def test_run_orbit_on_a_workspace(tmp_path: Path) -> None:
+def test_run_orbit_on_a_workspace(tmp_path: Path, monkeypatch) -> None:
     """`vid3d render --path orbit --seconds 1 --fps 8 --resolution 64x36` end to end."""
     ws = synthetic_workspace(tmp_path / "ws")
     cfg = Config()
@@ -414,10 +414,24 @@ def test_run_orbit_on_a_workspace(tmp_path: Path) -> None:
     ]
     assert np.abs(decode(ws.renders / "orbit.mp4").astype(np.float64) - frames).mean() < 1.0
 
-    # A failure leaves the earlier video as it was.
+    # An impossible option is refused before any work
     cfg.render.path = "orbit"
     cfg.device, cfg.splat.backend = "cpu", "gsplat"  # gsplat cannot render CPU tensors
-    with pytest.raises(RenderError):
+    with pytest.raises(ConfigError):
+        render.run(ws, cfg)
+    # and a failure half way through leaves the earlier video as it was
+    cfg.splat.backend = "auto"
+    written = []
+
+    def fail_after_two(self, frame):
+        written.append(frame)
+        if len(written) > 2:
+            raise RenderError("the encoder stopped")
+        return real_write(self, frame)
+
+    real_write = render.VideoWriter.write
+    monkeypatch.setattr(render.VideoWriter, "write", fail_after_two)
+    with pytest.raises(RenderError, match="the encoder stopped"):
         render.run(ws, cfg)
     assert inspect_mp4(ws.renders / "orbit.mp4")["frames"] == 8
     assert not [p for p in ws.renders.iterdir() if ".tmp" in p.name]

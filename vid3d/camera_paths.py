@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+from vid3d.config import PATH_TYPES
 from vid3d.errors import ConfigError, InputError
 from vid3d.workspace import write_text
 
-PATH_TYPES = ("orbit", "turntable", "spiral", "input")
 """Names of the generated camera paths."""
 LOOPING = {"orbit": True, "turntable": True, "spiral": True, "input": False}
 """Whether a path type's last frame joins its first."""

@@ -59,8 +59,7 @@ def held_out_ids(n: int, test_every: int) -> list[int]:
 
     A clip's first and last frames are the only views of its two ends; holding them out
     would take those parts of the scene away from the splats and score the splats on
-    extrapolation into space no training frame saw (on a 25-frame RealEstate10K clip the
-    first frame scored 16.8 dB where the interior held-out frames scored 25.6-28.2 dB).
+    extrapolation into space no training frame saw (figures in benchmarks/README.md).
     """
     if test_every <= 0 or n <= 2:
         return []

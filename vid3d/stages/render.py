@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vid3d.camera_paths import PATH_TYPES, CameraPath, input_frame_indices, letterbox_intrinsics, make_path
-from vid3d.config import Config, RenderConfig
+from vid3d.camera_paths import CameraPath, input_frame_indices, letterbox_intrinsics, make_path
+from vid3d.config import Config, RenderConfig, validate
 from vid3d.device import choose_device
 from vid3d.errors import ConfigError, MissingStageError, RenderError, Vid3dError
 from vid3d.progress import NULL_REPORTER, Reporter
@@ -334,11 +334,6 @@ def build_path(cfg: RenderConfig, scene, times: np.ndarray | None = None) -> Cam
     Returns:
         The path in the scene's frame.
     """
-    if cfg.path not in PATH_TYPES:
-        raise ConfigError(
-            f"unknown camera path {cfg.path!r}",
-            f"choose one of {', '.join(PATH_TYPES)} or give a .json path file",
-        )
     width, height = output_size(cfg.resolution, cfg.aspect, (scene.width, scene.height))
     n_frames = _n_frames(cfg)
     return make_path(
@@ -357,43 +352,6 @@ def build_path(cfg: RenderConfig, scene, times: np.ndarray | None = None) -> Cam
         smoothing=cfg.smoothing,
         times=times,
     )
-
-
-def check_config(cfg: RenderConfig) -> None:
-    """Raise :class:`ConfigError` for an invalid render option, before any work."""
-    from_file = cfg.path.lower().endswith(".json")
-    if not from_file and cfg.path not in PATH_TYPES:
-        raise ConfigError(
-            f"unknown camera path {cfg.path!r}",
-            f"choose one of {', '.join(PATH_TYPES)} or give a .json path file",
-        )
-    if from_file and cfg.side_by_side:
-        raise ConfigError(
-            "render.side_by_side uses the input cameras and cannot follow a path file",
-            "drop --path or side_by_side",
-        )
-    output_size(cfg.resolution, cfg.aspect, (16, 9))
-    _n_frames(cfg)
-    if not 0 <= cfg.crf <= 51:
-        raise ConfigError(f"render.crf must be in 0-51, got {cfg.crf}", "17-23 is usual")
-    if cfg.x264_preset not in VideoWriter.X264_PRESETS:
-        raise ConfigError(
-            f"unknown render.x264_preset {cfg.x264_preset!r}",
-            f"use one of {', '.join(VideoWriter.X264_PRESETS)}",
-        )
-    if cfg.preview not in PREVIEW_FORMATS:
-        raise ConfigError(
-            f"unknown render.preview {cfg.preview!r}", f"use one of {', '.join(PREVIEW_FORMATS)}"
-        )
-    if cfg.preview_width < 16:
-        raise ConfigError(
-            f"render.preview_width must be at least 16, got {cfg.preview_width}", "use e.g. 480"
-        )
-    if cfg.radius_factor <= 0 or cfg.smoothing < 0:
-        raise ConfigError(
-            "render.radius_factor must be positive and render.smoothing not negative",
-            "use e.g. radius_factor=1.0, smoothing=2.0",
-        )
 
 
 def _resolve_backend(backend: str, device: torch.device) -> str:
@@ -446,7 +404,7 @@ def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER) -> dict[
     from vid3d.splats.model import load_checkpoint
 
     rc = cfg.render
-    check_config(rc)
+    validate(cfg)  # the one validator; the pipeline has run it already, a direct call has not
     from_file = rc.path.lower().endswith(".json")
     if not ws.ckpt.is_file():
         raise MissingStageError(
