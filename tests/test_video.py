@@ -61,3 +61,20 @@ def test_audio_only_file_is_a_video_error(tmp_path):
     ffmpeg("-f", "lavfi", "-i", "sine=frequency=440", "-t", "0.5", str(path))
     with pytest.raises(VideoError, match="no video stream"):
         probe_video(path)
+
+
+def test_interrupt_while_the_encoder_starts_leaves_no_file(tmp_path, monkeypatch):
+    """Ctrl-C between creating the temporary name and starting ffmpeg is a failure: the
+    interrupt goes on and nothing is renamed into place (it used to end in a
+    FileNotFoundError for the temporary file that ffmpeg never wrote)."""
+    from vid3d.video import encode
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(encode.subprocess, "Popen", interrupted)
+    out = tmp_path / "orbit.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        with encode.VideoWriter(out, 64, 48, fps=8):
+            pass
+    assert list(tmp_path.iterdir()) == []

@@ -248,10 +248,10 @@ class VideoWriter:
                 self.command(tmp), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log
             )
         except OSError as e:
-            self._stack.close()
+            self._stack.__exit__(type(e), e, e.__traceback__)  # a failure: nothing is renamed
             raise RenderError(f"cannot start ffmpeg: {e}", "check `vid3d doctor`") from e
-        except BaseException:
-            self._stack.close()
+        except BaseException as e:  # Ctrl-C while starting: as a failure, not a finished file
+            self._stack.__exit__(type(e), e, e.__traceback__)
             raise
         return self
 
