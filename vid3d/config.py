@@ -175,6 +175,14 @@ class FramesConfig:
     """Split the video at hard scene cuts and use one shot (see ``shot``)."""
     overlay_masks: bool = True
     """Detect static overlays (logos, captions, UI) and write masks for them."""
+    motion_masks: bool = False
+    """Find what moves on its own in the kept frames (a car the camera follows, a person)
+    and mask it (:mod:`vid3d.video.motion`), so that COLMAP and training ignore it; also
+    stops a clip without parallax (the camera only turns, or the picture slides) and one
+    whose picture mostly moves. About 0.1 s a frame; on in the ``ai-video`` preset."""
+    max_moving_fraction: UnitFloat = 0.5
+    """With motion_masks: a clip whose kept frames move on their own over more than this
+    share of the picture, on average, stops; over half of it, it goes on with a warning."""
     crop_bars: bool = True
     """Detect letterbox / pillarbox bars and crop them away."""
     analysis_size: PositiveInt = 320

@@ -51,6 +51,14 @@ class NotEnoughMotionError(Vid3dError):
     """The camera moves too little for structure from motion."""
 
 
+class NoParallaxError(NotEnoughMotionError):
+    """The camera only turns (or the picture slides): nothing to triangulate."""
+
+
+class TooMuchMotionError(Vid3dError):
+    """Most of the picture moves on its own: too little static scene."""
+
+
 class PosesError(Vid3dError):
     """Structure from motion registered too few frames."""
 

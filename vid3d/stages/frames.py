@@ -44,7 +44,7 @@ import cv2
 import numpy as np
 
 from vid3d.config import Config, FramesConfig
-from vid3d.errors import InputError, NotEnoughMotionError, VideoError
+from vid3d.errors import InputError, NoParallaxError, NotEnoughMotionError, TooMuchMotionError, VideoError
 from vid3d.progress import NULL_REPORTER, CollectingReporter, Reporter
 from vid3d.video import analysis as A
 from vid3d.video.decode import Frame, VideoInfo, VideoReader
@@ -638,17 +638,23 @@ def _write_outputs(
     masks and frames.json."""
     wanted = set(keep)
     params = [cv2.IMWRITE_JPEG_QUALITY, int(fc.jpeg_quality)]
+    per_frame = fc.motion_masks  # masks differ from frame to frame: written after the images
     mask_png = None if geom.mask is None else cv2.imencode(".png", geom.mask)[1].tobytes()
+    small: dict[int, np.ndarray] = {}  # kept frames at the analysis size, for motion masks
 
     def save(frame: Frame) -> None:
         name = image_name(frame.index)
-        ok, buf = cv2.imencode(".jpg", frame.picture(geom.box, geom.out_size), params)
+        pic = frame.picture(geom.box, geom.out_size)
+        ok, buf = cv2.imencode(".jpg", pic, params)
         if not ok:
             raise VideoError(
                 f"frame {frame.index} could not be encoded as JPEG", "check the jpeg_quality setting"
             )
         (img_dir / name).write_bytes(buf.tobytes())
-        if mask_png is not None:  # written in the temporary folder, swapped in as ws.masks
+        if per_frame:
+            w, h = A.fit_long_side(pic.shape[1], pic.shape[0], fc.analysis_size)
+            small[frame.index] = cv2.resize(pic, (w, h), interpolation=cv2.INTER_AREA)
+        elif mask_png is not None:  # written in the temporary folder, swapped in as ws.masks
             (mask_dir / ws.mask_for(name).name).write_bytes(mask_png)
         wanted.discard(frame.index)
 
@@ -668,10 +674,100 @@ def _write_outputs(
                 f"{len(wanted)} selected frames of {info.path.name} did not decode again",
                 "the file may have changed while it was read; run again",
             )
-        if geom.mask is None:
+        if per_frame:
+            _write_motion_masks(ws, mask_dir, small, geom, fc, frames_doc, reporter)
+        elif geom.mask is None:
             # an empty masks/ would replace the old one; remove it after the swap instead
             shutil.rmtree(mask_dir, ignore_errors=True)
             mask_dir.mkdir()
-    if geom.mask is None and ws.masks.exists() and not any(ws.masks.iterdir()):
+    if not per_frame and geom.mask is None and ws.masks.exists() and not any(ws.masks.iterdir()):
         ws.masks.rmdir()
     write_json(ws.frames_json, frames_doc)
+
+
+def _write_motion_masks(
+    ws: Workspace,
+    mask_dir: Path,
+    small: dict[int, np.ndarray],
+    geom: _Geometry,
+    fc: FramesConfig,
+    doc: dict[str, Any],
+    reporter: Reporter,
+) -> None:
+    """Mask what moves on its own in the kept frames (with the overlays), write one mask
+    per frame, record the masked shares in frames.json, and judge the clip.
+
+    Raises:
+        NoParallaxError: The camera only turns or the picture slides (no parallax).
+        TooMuchMotionError: Most of the picture moves on its own.
+    """
+    from vid3d.video.motion import MotionConfig, moving_masks, parallax_score
+
+    order = sorted(small)
+    times = {e["index"]: e["time"] for e in doc["frames"]}
+    exclude = None
+    if geom.mask is not None:  # overlays (white = use): not used to fit the camera's motion
+        h, w = small[order[0]].shape[:2]
+        exclude = cv2.resize(geom.mask, (w, h), interpolation=cv2.INTER_NEAREST) < 128
+    result = moving_masks(
+        [small[i] for i in order],
+        times=np.array([times[i] for i in order]),
+        exclude=exclude,
+        config=MotionConfig(analysis_size=fc.analysis_size),
+    )
+    out_w, out_h = geom.out_size
+    overlay = None if geom.mask is None else geom.mask >= 128  # True = use
+    moving_share = []
+    entries = {e["index"]: e for e in doc["frames"]}
+    for i, moving in zip(order, result.masks):
+        moving = cv2.resize(moving.astype(np.uint8), (out_w, out_h), interpolation=cv2.INTER_NEAREST) > 0
+        use = ~moving if overlay is None else overlay & ~moving
+        name = image_name(i)
+        (mask_dir / ws.mask_for(name).name).write_bytes(
+            cv2.imencode(".png", np.where(use, 255, 0).astype(np.uint8))[1].tobytes()
+        )
+        share = float(moving.mean())
+        moving_share.append(share)
+        entries[i]["masked"] = {
+            "overlay": round(float(1 - overlay.mean()), 4) if overlay is not None else 0.0,
+            "moving": round(share, 4),
+        }
+    summary = doc["summary"]
+    score = parallax_score(result)
+    mean_moving = float(np.mean(moving_share))
+    summary["moving"] = {
+        "mean": round(mean_moving, 4),
+        "max": round(float(np.max(moving_share)), 4),
+        "parallax_score": round(float(score), 3),
+        "rotation_only": bool(result.clip_rotation_only),
+        "seconds_per_frame": round(float(result.seconds) / len(order), 3),
+    }
+    _judge_motion(summary, fc, reporter)
+
+
+def _judge_motion(summary: dict[str, Any], fc: FramesConfig, reporter: Reporter) -> None:
+    """The verdict on a clip's motion, recorded in ``summary["verdict"]``: stop a hopeless
+    clip with one line, warn about a doubtful one."""
+    m = summary["moving"]
+    verdict: dict[str, Any] = {"level": "ok", "reasons": []}
+    if m["rotation_only"]:
+        raise NoParallaxError(
+            f"the clip has no parallax (parallax score {m['parallax_score']:.2f}): the camera only "
+            "turns or the picture slides, so the splats would be a flat backdrop",
+            "use a clip whose camera moves through or around a static scene (an orbit, a walk, "
+            "a drone flight), not a pan, a tilt or a zoom",
+        )
+    if m["mean"] > fc.max_moving_fraction:
+        raise TooMuchMotionError(
+            f"{m['mean']:.0%} of the picture moves on its own (more than "
+            f"frames.max_moving_fraction={fc.max_moving_fraction:.0%}): there is too little static "
+            "scene to reconstruct",
+            "use a clip of a static scene with a moving camera, or raise frames.max_moving_fraction",
+        )
+    if m["mean"] > fc.max_moving_fraction / 2:
+        verdict = {"level": "doubtful", "reasons": ["much of the picture moves on its own"]}
+        reporter.warn(
+            f"{m['mean']:.0%} of the picture moves on its own: it is masked, but little static "
+            "scene is left to reconstruct"
+        )
+    summary["verdict"] = verdict
