@@ -600,3 +600,25 @@ def load_ply(path: Path) -> dict[str, torch.Tensor]:
         # PLY stores the rest channel-major: [N, 3, K-1]
         "shN": torch.from_numpy(rest.reshape(n, 3, -1)).transpose(1, 2).contiguous(),
     }
+
+
+def test_robust_loss_keeps_a_transient_object_out_of_the_splats(scene):
+    """A patch that appears in a few training frames only (a passer-by) pulls plain training
+    towards it; with ``robust`` the trimmed loss leaves most of it out, so the splats keep
+    showing the scene there."""
+    frames = [1, 2, 3]
+    err = {}
+    for robust in (False, True):
+        data = load_train_data(scene, 0, CPU)
+        clean = {i: data.images[i, 10:30, 20:44].float() / 255 for i in frames}
+        for i in frames:
+            data.images[i, 10:30, 20:44] = torch.tensor([255, 0, 255], dtype=torch.uint8)  # magenta
+        cfg = _cfg(steps=200, refine_start=1000, coarse_steps=10, robust=robust, exposure=False)
+        trainer = Trainer(data, cfg, CPU)
+        for _ in range(cfg.scaled().steps):
+            trainer.step()
+        with torch.no_grad():
+            renders = {i: trainer.render([i], sh_degree=1)[0][0, 10:30, 20:44].clamp(0, 1) for i in frames}
+        err[robust] = float(np.mean([(renders[i] - clean[i]).abs().mean() for i in frames]))
+    # measured: 0.097 plain, 0.069 robust
+    assert err[True] < 0.85 * err[False], err

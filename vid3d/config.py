@@ -278,6 +278,13 @@ class SplatConfig:
     """Learning rate of the colour correction."""
     exposure_reg: NonNegativeFloat = 0.01
     """Weight pulling each frame's colour correction towards identity."""
+    robust: bool = False
+    """After the coarse phase, leave out of the loss the regions whose error stays far above
+    the frame's typical error (:func:`vid3d.splats.losses.robust_mask`): what moves and the
+    masks missed. Off by default; evaluation is never trimmed."""
+    robust_factor: PositiveFloat = 3.0
+    """With robust: a region counts as an outlier above this many times the frame's median
+    error."""
     refine_start: NonNegativeInt = 300
     """First step of densification (at most ``refine_stop``)."""
     refine_stop: NonNegativeInt = 1500

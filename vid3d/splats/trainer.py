@@ -33,7 +33,7 @@ from vid3d.errors import InputError, TrainingError
 from vid3d.progress import NULL_REPORTER, Reporter
 from vid3d.scene import Scene, normalization_transform
 from vid3d.splats._malloc import keep_freed_memory
-from vid3d.splats.losses import photometric_loss, psnr, ssim
+from vid3d.splats.losses import photometric_loss, psnr, robust_mask, ssim
 from vid3d.splats.model import (
     PARAM_NAMES,
     Checkpoint,
@@ -292,6 +292,8 @@ class Trainer:
         cfg = self.cfg
         if cfg.exposure:
             render = self.correct_exposure(render, i)
+        if cfg.robust and self.step_count >= cfg.coarse_steps:
+            mask = robust_mask(render.detach(), target, mask, factor=cfg.robust_factor)
         loss = photometric_loss(render, target, mask, cfg.ssim_lambda)
         if cfg.exposure:
             loss = loss + cfg.exposure_reg * self.exposure[i].pow(2).mean()
