@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from vid3d import __version__
-from vid3d.errors import WorkspaceBusyError, WorkspaceError
+from vid3d.errors import WorkspaceBusyError, WorkspaceError, os_error
 from vid3d.workspace import Workspace, write_json
 
 #: Entries of ``.vid3d/`` that belong to running processes, not to results.
@@ -174,7 +174,9 @@ def locked(ws: Workspace, command: str = "vid3d") -> Iterator[None]:
         ws.meta.mkdir(parents=True, exist_ok=True)
         f = open(ws.lock, "a+", encoding="utf-8")
     except OSError as e:
-        raise WorkspaceError(f"cannot write to the workspace {ws.root}: {e.strerror}", _os_hint(e)) from e
+        raise WorkspaceError(
+            f"cannot write to the workspace {ws.root}: {e.strerror}", os_error(e).hint
+        ) from e
     try:
         if fcntl is not None:
             try:
@@ -215,16 +217,6 @@ def _holder(text: str) -> str:
         return f"`{info['command']}` (process {info['pid']} on {info['host']}, since {info['since']})"
     except (ValueError, KeyError, TypeError):
         return "another vid3d process"
-
-
-def _os_hint(e: OSError) -> str:
-    if e.errno == errno.EROFS:
-        return "the folder is on a read-only file system: copy the workspace somewhere writable"
-    if e.errno in (errno.EACCES, errno.EPERM):
-        return "you may not write there: check the folder's permissions or choose another one"
-    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return "free some disk space (or raise the quota) and run the command again"
-    return "check the path and the disk"
 
 
 # -- stage journal ---------------------------------------------------------------------

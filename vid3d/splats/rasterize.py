@@ -576,33 +576,25 @@ def rasterize(
     means2d = proj.means2d  # [C, N, 2]
     if means2d.requires_grad:
         means2d.retain_grad()
-    if chosen == "cpu":
-        render_colors, render_alphas = _cpu_kernel.rasterize_to_pixels(
-            means2d,
-            proj.conics,
-            colors_c,
-            opacities_c,
-            width,
-            height,
-            tile_size,
-            isect.tile_offsets,
-            isect.flatten_ids,
-            backgrounds=backgrounds,
-            absgrad=absgrad,
-        )
-    else:
-        render_colors, render_alphas = rasterize_to_pixels_torch(
-            means2d,
-            proj.conics,
-            colors_c,
-            opacities_c,
-            width,
-            height,
-            tile_size,
-            isect.tile_offsets,
-            isect.flatten_ids,
-            backgrounds=backgrounds,
-        )
+    # the two CPU backends take the same arguments; only the numba kernel has absgrad
+    composite, extra = (
+        (_cpu_kernel.rasterize_to_pixels, {"absgrad": absgrad})
+        if chosen == "cpu"
+        else (rasterize_to_pixels_torch, {})
+    )
+    render_colors, render_alphas = composite(
+        means2d,
+        proj.conics,
+        colors_c,
+        opacities_c,
+        width,
+        height,
+        tile_size,
+        isect.tile_offsets,
+        isect.flatten_ids,
+        backgrounds=backgrounds,
+        **extra,
+    )
     if render_mode in ("ED", "RGB+ED"):
         render_colors = torch.cat(
             [render_colors[..., :-1], render_colors[..., -1:] / render_alphas.clamp(min=1e-10)], dim=-1

@@ -704,21 +704,20 @@ def _write_motion_masks(
     from vid3d.video.motion import MotionConfig, moving_masks, parallax_score
 
     order = sorted(small)
-    times = {e["index"]: e["time"] for e in doc["frames"]}
+    entries = {e["index"]: e for e in doc["frames"]}
     exclude = None
     if geom.mask is not None:  # overlays (white = use): not used to fit the camera's motion
         h, w = small[order[0]].shape[:2]
         exclude = cv2.resize(geom.mask, (w, h), interpolation=cv2.INTER_NEAREST) < 128
     result = moving_masks(
         [small[i] for i in order],
-        times=np.array([times[i] for i in order]),
+        times=np.array([entries[i]["time"] for i in order]),
         exclude=exclude,
         config=MotionConfig(analysis_size=fc.analysis_size),
     )
     out_w, out_h = geom.out_size
     overlay = None if geom.mask is None else geom.mask >= 128  # True = use
     moving_share = []
-    entries = {e["index"]: e for e in doc["frames"]}
     for i, moving in zip(order, result.masks):
         moving = cv2.resize(moving.astype(np.uint8), (out_w, out_h), interpolation=cv2.INTER_NEAREST) > 0
         use = ~moving if overlay is None else overlay & ~moving
