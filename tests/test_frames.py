@@ -39,8 +39,8 @@ def read_frames(path: Path) -> list[np.ndarray]:
         return [f.bgr() for f in reader.frames()]
 
 
-def write_clip(path: Path, images: list[np.ndarray], fps: float) -> Path:
-    """Write BGR frames as near-lossless H.264 with the bundled ffmpeg."""
+def write_clip(path: Path, images: list[np.ndarray], fps: float, crf: int = 8) -> Path:
+    """Write BGR frames as H.264 (near-lossless by default) with the bundled ffmpeg."""
     h, w = images[0].shape[:2]
     gen = imageio_ffmpeg.write_frames(
         str(path),
@@ -48,7 +48,7 @@ def write_clip(path: Path, images: list[np.ndarray], fps: float) -> Path:
         fps=fps,
         codec="libx264",
         quality=None,
-        output_params=["-crf", "8"],
+        output_params=["-crf", str(crf)],
         macro_block_size=1,
         pix_fmt_out="yuv420p",
         ffmpeg_log_level="error",
@@ -139,6 +139,38 @@ def test_ui_overlay_is_masked(tmp_path):
     assert ignored[306:318, 3:15].mean() > 0.5  # most of the gizmo too
     assert (ignored & overlay).sum() / ignored.sum() > 0.9  # little of the scene is masked
     assert 0.005 < m["mask_coverage"] < 0.05
+
+
+def translucent_logo(shape: tuple[int, ...], box: tuple[int, int, int, int], alpha: float) -> np.ndarray:
+    """The opacity map ``[h, w]`` float32 of a white logo box: a 2-pixel frame around
+    the word "vid3d", as generated clips carry it."""
+    a = np.zeros(shape[:2], np.uint8)
+    x0, y0, x1, y1 = box
+    cv2.rectangle(a, (x0, y0), (x1, y1), 255, 2)
+    cv2.putText(a, "vid3d", (x0 + 18, y1 - 18), cv2.FONT_HERSHEY_SIMPLEX, 0.9, 255, 2, cv2.LINE_AA)
+    return a.astype(np.float32) / 255 * alpha
+
+
+def test_translucent_logo_is_masked_whole_frame_lines_included(tmp_path):
+    # a 60%-opaque logo box composited over the CogVideoX clip (the camera follows a
+    # car: the scene behind the logo changes slowly)
+    box = (560, 400, 700, 460)
+    clip = read_frames(data_path(COGVIDEO))
+    alpha = translucent_logo(clip[0].shape, box, 0.6)[..., None]
+    marked = [np.clip(f * (1 - alpha) + 255 * alpha, 0, 255).astype(np.uint8) for f in clip]
+    video = write_clip(tmp_path / "logo.mp4", marked, fps=8, crf=23)  # as a service delivers it
+    ws = Workspace(tmp_path / "ws")
+    m = frames.run(video, ws, Config())
+    assert m["overlay_mask"] and m["output_size"] == [720, 480]
+    ignored = cv2.imread(str(sorted(ws.masks.glob("*.png"))[0]), cv2.IMREAD_GRAYSCALE) == 0
+    x0, y0, x1, y1 = box
+    logo = np.zeros_like(ignored)
+    logo[y0 - 1 : y1 + 2, x0 - 1 : x1 + 2] = True
+    assert ignored[alpha[..., 0] > 0].mean() > 0.99  # every stroke, the thin frame too
+    assert ignored[logo].mean() > 0.95  # and the box inside it
+    near = np.zeros_like(ignored)
+    near[y0 - 20 : y1 + 20, x0 - 20 : x1 + 20] = True
+    assert ignored[~near].mean() < 0.002  # nothing else: not the car the camera follows, nor the sky
 
 
 def test_no_overlay_no_masks_and_stale_masks_removed(tmp_path):
