@@ -98,6 +98,9 @@ def test_scene_cut_found_and_short_shot_excluded(drone_run):
 def test_other_shot_and_out_of_range_shot(tmp_path):
     ws = Workspace(tmp_path / "ws")
     cfg = small_config(target_frames=10, max_size=160)
+    # the 0.8 s beach shot, filmed from high above, is all one plane: a homography
+    # explains every pair (tests/test_verdict.py), so the parallax check would stop it
+    cfg.frames.parallax_check = False
     m = frames.run(data_path(DRONE), ws, cfg, shot=1)
     assert m["shot"] == 1 and m["kept"] >= 8
     assert m["decode_passes"] == 2  # the pool is too coarse for a 0.8 s shot: decoded again

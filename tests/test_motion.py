@@ -280,7 +280,12 @@ def test_frames_stage_stops_a_clip_without_parallax(tmp_path):
     name, index = PHOTO
     photo = read_video(data_path(f"{RE10K}/{name}"))[index]
     clip = _encode(sliding_crop_clip(photo), tmp_path / "slide.mp4")
-    with pytest.raises(NoParallaxError, match="no parallax"):
-        frames.run(clip, Workspace(tmp_path / "ws"), load_config("ai-video"))
-    # without motion masks nothing judges parallax here (COLMAP's own check comes later)
-    frames.run(clip, Workspace(tmp_path / "ws2"), load_config("default"))
+    for preset in ("ai-video", "default"):  # with and without motion masks
+        with pytest.raises(NoParallaxError, match="no parallax") as e:
+            frames.run(clip, Workspace(tmp_path / preset), load_config(preset))
+        assert "pan" in e.value.hint and "parallax_check=false" in e.value.hint
+        assert not (tmp_path / preset).exists()  # stopped before anything was written
+    m = frames.run(
+        clip, Workspace(tmp_path / "anyway"), load_config("default", ["frames.parallax_check=false"])
+    )
+    assert m["kept"] >= 10 and "parallax_score" not in m["verdict"]["figures"]

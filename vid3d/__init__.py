@@ -7,6 +7,7 @@ Module map (one line per module; ``tests/test_layout.py`` checks it against the 
     vid3d/config.py                 typed stage configurations, presets, overrides, validation
     vid3d/errors.py                 the errors vid3d raises, each with a message and a hint
     vid3d/pipeline.py               stage order, skipping by manifest, the report
+    vid3d/verdict.py                whether a clip can give 3D: stop, warn, and the figures why
     vid3d/transaction.py            workspace ownership, the writer's lock, undoing a failed stage
     vid3d/workspace.py              workspace paths, manifests, atomic writes, fingerprints
     vid3d/progress.py               the Reporter protocol the stages report through

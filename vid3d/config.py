@@ -178,11 +178,15 @@ class FramesConfig:
     motion_masks: bool = False
     """Find what moves on its own in the kept frames (a car the camera follows, a person)
     and mask it (:mod:`vid3d.video.motion`), so that COLMAP and training ignore it; also
-    stops a clip without parallax (the camera only turns, or the picture slides) and one
-    whose picture mostly moves. About 0.1 s a frame; on in the ``ai-video`` preset."""
+    stops a clip whose picture mostly moves. About 0.1 s a frame; on in the ``ai-video``
+    preset."""
     max_moving_fraction: UnitFloat = 0.5
     """With motion_masks: a clip whose kept frames move on their own over more than this
     share of the picture, on average, stops; over half of it, it goes on with a warning."""
+    parallax_check: bool = True
+    """Stop a clip without parallax (the camera only turns, or the picture slides past)
+    before the poses stage: a homography explains most of a dozen frame pairs
+    (:func:`vid3d.video.motion.clip_parallax`, about 0.5 s)."""
     crop_bars: bool = True
     """Detect letterbox / pillarbox bars and crop them away."""
     analysis_size: PositiveInt = 320

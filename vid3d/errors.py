@@ -55,6 +55,10 @@ class NoParallaxError(NotEnoughMotionError):
     """The camera only turns (or the picture slides): nothing to triangulate."""
 
 
+class NotEnoughFramesError(Vid3dError):
+    """The clip gives too few distinct frames to reconstruct."""
+
+
 class TooMuchMotionError(Vid3dError):
     """Most of the picture moves on its own: too little static scene."""
 

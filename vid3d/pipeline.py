@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vid3d import __version__
+from vid3d import __version__, verdict
 from vid3d.config import Config, dump_config, load_config_file, validate
 from vid3d.errors import InputError, MissingStageError, Vid3dError
 from vid3d.progress import NULL_REPORTER, Reporter
@@ -315,6 +315,9 @@ def write_report(ws: Workspace) -> dict[str, Any]:
             "workspace": ws.root.name,
             "stages": stages,
             "total_seconds": sum(s["seconds"] for s in stages.values()),
+            "verdict": verdict.combine(
+                *(stages.get(st, {}).get("metrics", {}).get("verdict") for st in ("frames", "poses"))
+            ),
         }
     )
     write_json(ws.report_json, report)
@@ -331,6 +334,9 @@ def _report_html(report: dict[str, Any]) -> str:
     videos = "".join(
         f'<video src="renders/{p}" controls loop muted width="640"></video>' for p in _rendered_videos(report)
     )
+    v = report.get("verdict") or {"level": "ok", "reasons": []}
+    said = "".join(f"<li>{html.escape(r['message'])}</li>" for r in v["reasons"])
+    videos = f"<p><b>Verdict: {html.escape(v['level'])}</b></p><ul>{said}</ul>" + videos
     history = report["stages"].get("splat", {}).get("metrics", {}).get("history") or []
     videos += _training_curve(history)
     return f"""<!doctype html><meta charset="utf-8"><title>vid3d report</title>

@@ -22,8 +22,9 @@ How it works, one function per step of :func:`run`:
 4. :func:`_select`: the shot is split into ``target`` equal time windows and the
    sharpest candidate of each is selected; :func:`_check_motion` then drops
    near-duplicates (too little motion from the previous kept frame, dominant motion
-   of tracked features), and a camera that barely moves stops the stage
-   (NotEnoughMotionError) before anything is written.
+   of tracked features) and judges the clip before anything is written
+   (:mod:`vid3d.verdict`: a camera that barely moves, no parallax, too few frames
+   stop the stage; a short clip or one with cuts is noted).
 5. :func:`_write_outputs`: the kept frames are cropped, area-resized to ``max_size``
    and saved; frames missing from the pool (a short shot, a large video) come from a
    second pass.
@@ -43,8 +44,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vid3d import verdict
 from vid3d.config import Config, FramesConfig
-from vid3d.errors import InputError, NoParallaxError, NotEnoughMotionError, TooMuchMotionError, VideoError
+from vid3d.errors import InputError, VideoError
 from vid3d.progress import NULL_REPORTER, CollectingReporter, Reporter
 from vid3d.video import analysis as A
 from vid3d.video.decode import Frame, VideoInfo, VideoReader
@@ -99,12 +101,17 @@ def run(
         diagonal), ``coverage`` (decoded fraction of the duration), ``warnings``,
         ``decode_passes`` (1, or 2 when kept frames had to be decoded again),
         ``timing`` (seconds: ``analyse``, ``select``, ``write``, ``total``).
-        ``motion`` values are ``"lost"`` where feature tracking failed.
+        ``motion`` values are ``"lost"`` where feature tracking failed. ``verdict``
+        (:mod:`vid3d.verdict`); with motion masks, ``moving`` (mean and max masked
+        share, seconds per frame).
 
     Raises:
         InputError: The video does not exist, or ``shot`` is out of range.
         VideoError: The file is not a decodable video, or is truncated too badly.
         NotEnoughMotionError: The camera barely moves in the shot (nothing is written).
+        NoParallaxError: The camera only turns or the picture slides (likewise).
+        NotEnoughFramesError: Too few distinct frames (likewise).
+        TooMuchMotionError: With motion masks, most of the picture moves on its own.
     """
     fc = cfg.frames
     video = Path(video)
@@ -115,11 +122,12 @@ def run(
     shots = _choose_shot(p, fc, shot, reporter)
     geom = _geometry(p, fc, reporter)
     selected = _select(p, shots, fc)
-    motion = _check_motion(p, selected, geom, fc, video)
+    motion, frames_verdict = _check_motion(p, selected, shots, geom, fc, video, reporter)
     t_selected = time.perf_counter()
 
     entries = _frame_entries(p, shots, selected, motion)
     metrics = _metrics(video, p, shots, geom, selected, motion, entries)
+    metrics["verdict"] = frames_verdict
     doc = {
         "video": metrics["video"],
         "image_name": IMAGE_NAME,
@@ -422,23 +430,54 @@ class _Motion:
     """The near-duplicate threshold used."""
 
 
-def _check_motion(p: _Pass1, selected: list[int], geom: _Geometry, fc: FramesConfig, video: Path) -> _Motion:
-    """Drop near-duplicates (:func:`_motion`); stop when the camera barely moves.
+def _check_motion(
+    p: _Pass1,
+    selected: list[int],
+    shots: _Shots,
+    geom: _Geometry,
+    fc: FramesConfig,
+    video: Path,
+    reporter: Reporter,
+) -> tuple[_Motion, dict[str, Any]]:
+    """Drop near-duplicates (:func:`_motion`), measure the parallax of the kept frames
+    (:func:`vid3d.video.motion.clip_parallax`) and judge the clip
+    (:func:`vid3d.verdict.judge_frames`).
+
+    Returns:
+        The motion and the verdict.
 
     Raises:
         NotEnoughMotionError: The camera travels less than ``fc.min_motion``.
+        NoParallaxError: The camera only turns, or the picture slides.
+        NotEnoughFramesError: Too few distinct frames.
     """
     sbox = geom.sbox
     sdiag = float(np.hypot(sbox[2] - sbox[0], sbox[3] - sbox[1]))
     m = _motion(p, selected, sbox, geom.overlay_small, fc, sdiag)
-    if m.travel < fc.min_motion:
-        raise NotEnoughMotionError(
-            f"the camera barely moves in {video.name} (it travels {m.travel:.2%} of the image "
-            f"diagonal, less than {fc.min_motion:.2%}); structure from motion needs a moving camera",
-            "try a clip where the camera travels around or along the scene, or lower "
-            "frames.min_motion if the motion is real but small",
-        )
-    return m
+    figures: dict[str, Any] = {
+        "travel": round(m.travel, 5),
+        "frames": len(m.kept),
+        "shot_seconds": round(shots.duration, 3),
+        "shots": len(shots.shots),
+    }
+    if fc.parallax_check and m.travel >= fc.min_motion and len(m.kept) >= 2:
+        figures.update(_parallax(p, m.kept, geom))
+    return m, verdict.judge_frames(figures, fc, reporter, video.name)
+
+
+def _parallax(p: _Pass1, kept: list[int], geom: _Geometry) -> dict[str, Any]:
+    """The verdict's parallax figures from the kept frames' small grey copies."""
+    from vid3d.video.motion import clip_parallax
+
+    x0, y0, x1, y1 = geom.sbox
+    small = [_small_for(p, i)[y0:y1, x0:x1] for i in kept]
+    exclude = None if geom.overlay_small is None else geom.overlay_small[y0:y1, x0:x1]
+    r = clip_parallax(small, exclude=exclude)
+    return {
+        "parallax_score": round(r.score, 3) if np.isfinite(r.score) else None,
+        "rotation_only": round(r.rotation_only, 3),
+        "parallax_pairs": r.pairs,
+    }
 
 
 def _small_for(p: _Pass1, index: int) -> np.ndarray:
@@ -698,7 +737,6 @@ def _write_motion_masks(
     per frame, record the masked shares in frames.json, and judge the clip.
 
     Raises:
-        NoParallaxError: The camera only turns or the picture slides (no parallax).
         TooMuchMotionError: Most of the picture moves on its own.
     """
     from vid3d.video.motion import MotionConfig, moving_masks, parallax_score
@@ -741,32 +779,4 @@ def _write_motion_masks(
         "rotation_only": bool(result.clip_rotation_only),
         "seconds_per_frame": round(float(result.seconds) / len(order), 3),
     }
-    _judge_motion(summary, fc, reporter)
-
-
-def _judge_motion(summary: dict[str, Any], fc: FramesConfig, reporter: Reporter) -> None:
-    """The verdict on a clip's motion, recorded in ``summary["verdict"]``: stop a hopeless
-    clip with one line, warn about a doubtful one."""
-    m = summary["moving"]
-    verdict: dict[str, Any] = {"level": "ok", "reasons": []}
-    if m["rotation_only"]:
-        raise NoParallaxError(
-            f"the clip has no parallax (parallax score {m['parallax_score']:.2f}): the camera only "
-            "turns or the picture slides, so the splats would be a flat backdrop",
-            "use a clip whose camera moves through or around a static scene (an orbit, a walk, "
-            "a drone flight), not a pan, a tilt or a zoom",
-        )
-    if m["mean"] > fc.max_moving_fraction:
-        raise TooMuchMotionError(
-            f"{m['mean']:.0%} of the picture moves on its own (more than "
-            f"frames.max_moving_fraction={fc.max_moving_fraction:.0%}): there is too little static "
-            "scene to reconstruct",
-            "use a clip of a static scene with a moving camera, or raise frames.max_moving_fraction",
-        )
-    if m["mean"] > fc.max_moving_fraction / 2:
-        verdict = {"level": "doubtful", "reasons": ["much of the picture moves on its own"]}
-        reporter.warn(
-            f"{m['mean']:.0%} of the picture moves on its own: it is masked, but little static "
-            "scene is left to reconstruct"
-        )
-    summary["verdict"] = verdict
+    verdict.judge_motion(summary["verdict"], summary["moving"], fc, reporter)

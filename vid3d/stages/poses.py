@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from vid3d import verdict
 from vid3d.config import CameraModel, Config, PosesConfig
 from vid3d.errors import ConfigError, MissingStageError, PosesError, storage_hint
 from vid3d.progress import NULL_REPORTER, Reporter
@@ -389,7 +390,8 @@ def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER) -> dict[
         ``registered_fraction``, ``mean_reprojection_error``, ``mean_track_length``,
         ``points``, ``focal_px``, ``focal_xy_px``, ``camera_model``, ``camera_params``,
         ``width``, ``height``, ``unregistered``, ``timings``, ``attempts``,
-        ``best_attempt``, ``other_models``, ``calibration``, ``pairs``.
+        ``best_attempt``, ``other_models``, ``calibration``, ``pairs``, ``verdict``
+        (:func:`vid3d.verdict.judge_poses`).
 
     Raises:
         MissingStageError: ``ws.images`` is missing or empty.
@@ -425,6 +427,7 @@ def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER) -> dict[
         shutil.rmtree(work, ignore_errors=True)
     state.timings["total"] = time.perf_counter() - t_start
     metrics = _metrics(names, win, attempts, state.timings)
+    metrics["verdict"] = verdict.judge_poses(metrics, reporter)
     _write_poses_json(ws, names, win.best, cameras, metrics)
     reporter.log(
         f"poses: {win.best.size}/{len(names)} frames registered, {win.best.points} points, "
@@ -713,6 +716,7 @@ def _metrics(
         "points": best.points,
         "focal_px": _focal(cam),
         "focal_xy_px": _focal_xy(cam),
+        "fov_deg": _fov(cam),
         "camera_model": cam.get("model"),
         "camera_params": [_r(p) for p in cam.get("params", [])],
         "width": cam.get("width"),
@@ -781,6 +785,12 @@ def _focal_xy(cam: dict) -> list[float] | None:
     if cam["model"] in ("PINHOLE", "OPENCV", "FULL_OPENCV", "OPENCV_FISHEYE"):
         return [_r(p[0], 2), _r(p[1], 2)]
     return [_r(p[0], 2), _r(p[0], 2)]
+
+
+def _fov(cam: dict) -> float | None:
+    """The horizontal field of view in degrees."""
+    xy, w = _focal_xy(cam), cam.get("width")
+    return _r(math.degrees(2 * math.atan(w / 2 / xy[0])), 2) if xy and w and xy[0] else None
 
 
 def _focal(cam: dict) -> float | None:

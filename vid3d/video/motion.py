@@ -436,6 +436,19 @@ def _sigma(model: _PairModel, f12: np.ndarray, disp: np.ndarray, edge_noise: flo
     return sigma.astype(np.float32)
 
 
+def _grid_matches(f12: np.ndarray, valid: np.ndarray, cfg: MotionConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The flow's matches ``(p1, p2)``, ``[N, 2]`` each, on a ``sample_step`` grid of the
+    ``valid`` pixels: what the camera motion of a pair is fitted to."""
+    h, w = f12.shape[:2]
+    xs, ys = _grid(h, w)
+    s = cfg.sample_step
+    sel = np.zeros((h, w), bool)
+    sel[s // 2 :: s, s // 2 :: s] = True
+    sel &= valid
+    p1 = np.stack([xs[sel], ys[sel]], axis=1).astype(np.float64)
+    return p1, p1 + f12[sel]
+
+
 def _pair_evidence(
     f12: np.ndarray, valid: np.ndarray, cfg: MotionConfig, reverse: _PairModel | None = None
 ) -> tuple[np.ndarray, _PairModel | None]:
@@ -451,13 +464,7 @@ def _pair_evidence(
         (None when too few pixels vote).
     """
     h, w = f12.shape[:2]
-    xs, ys = _grid(h, w)
-    s = cfg.sample_step
-    sel = np.zeros((h, w), bool)
-    sel[s // 2 :: s, s // 2 :: s] = True
-    sel &= valid
-    p1 = np.stack([xs[sel], ys[sel]], axis=1).astype(np.float64)
-    model = _fit_pair(p1, p1 + f12[sel], cfg, reverse)
+    model = _fit_pair(*_grid_matches(f12, valid, cfg), cfg, reverse)
     out = np.full((h, w), np.nan, np.float32)
     if model is None:
         return out, None
@@ -882,6 +889,79 @@ def moving_masks(
         size=(w, h),
         seconds=time.perf_counter() - t0,
         pair_shares=[m.share for ms in models for m in ms],
+    )
+
+
+_PARALLAX_BASELINE = 0.03
+"""Median flow, as a fraction of the long side, that a pair of :func:`clip_parallax`
+should have: enough baseline for parallax, well within what DIS follows."""
+
+
+@dataclass
+class Parallax:
+    """What :func:`clip_parallax` measured on a sample of frame pairs."""
+
+    score: float
+    """Median over the pairs of the share of flow matches that F explains and H does
+    not (as :func:`parallax_score`; nan when no pair could be fitted)."""
+    rotation_only: float
+    """Share of the pairs that a homography explains as well as F."""
+    pairs: int
+    """Pairs fitted."""
+    seconds: float
+
+    @property
+    def clip_rotation_only(self) -> bool:
+        """Whether most pairs are rotation-only: the clip has no usable parallax."""
+        return self.pairs > 0 and self.rotation_only > 0.5
+
+
+def clip_parallax(
+    frames: list[np.ndarray],
+    exclude: np.ndarray | None = None,
+    config: MotionConfig | None = None,
+    max_pairs: int = 12,
+) -> Parallax:
+    """The clip's parallax from a few frame pairs, without masks: the cheap check that
+    a clip is not a pan, a tilt or a still picture sliding past (about 0.1 s a pair at
+    320 px). :func:`moving_masks` measures the same on every pair.
+
+    Args:
+        frames: Kept frames in time order (``[H, W, 3]`` RGB or ``[H, W]`` grey uint8,
+            one size); at least 2.
+        exclude: ``[H, W]`` bool, True = not used (overlays).
+        config: Default: ``MotionConfig()``.
+        max_pairs: Most pairs; their first frames are evenly spread over the clip, the
+            second is the nearest of the 1st, 2nd, 4th, ... next frames whose picture
+            moved by :data:`_PARALLAX_BASELINE` (median flow).
+    """
+    cfg = config or MotionConfig()
+    t0 = time.perf_counter()
+    grey, usable, _ = _prepare(frames, None, exclude, cfg)
+    n = len(grey)
+    target = _PARALLAX_BASELINE * max(usable.shape)
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    models = []
+    for i in np.unique(np.linspace(0, n - 2, min(max_pairs, n - 1)).round().astype(int)):
+        # the nearest partner that the picture has moved far enough from (parallax
+        # grows with the baseline; consecutive kept frames of a slow camera have little)
+        d = 1
+        while True:
+            f12 = dis.calc(grey[i], grey[i + d], None)
+            if i + 2 * d > n - 1 or np.median(cv2.magnitude(f12[..., 0], f12[..., 1])) >= target:
+                break
+            d *= 2
+        ok = usable & _fb_valid(f12, dis.calc(grey[i + d], grey[i], None))
+        ok &= cv2.cornerMinEigenVal(grey[i], 7, 3) > cfg.min_texture
+        model = _fit_pair(*_grid_matches(f12, ok, cfg), cfg)
+        if model is not None:
+            models.append(model)
+    shares = [m.share for m in models]
+    return Parallax(
+        score=float(np.median(shares)) if shares else float("nan"),
+        rotation_only=float(np.mean([m.rotation_only for m in models])) if models else 0.0,
+        pairs=len(models),
+        seconds=time.perf_counter() - t0,
     )
 
 
