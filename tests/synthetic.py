@@ -13,19 +13,9 @@ import cv2
 import numpy as np
 import torch
 
+from vid3d.camera_paths import look_at
 from vid3d.scene import Scene
 from vid3d.splats.rasterize import rasterize
-
-
-def look_at(position: np.ndarray, target: np.ndarray, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    f = target - position
-    f = f / np.linalg.norm(f)
-    r = np.cross(f, np.asarray(up))
-    r = r / np.linalg.norm(r)
-    c2w = np.eye(4)
-    c2w[:3, :3] = np.stack([r, np.cross(f, r), f], axis=1)
-    c2w[:3, 3] = position
-    return c2w
 
 
 def make_scene(
@@ -47,7 +37,8 @@ def make_scene(
     means = rng.uniform(-1, 1, (n_gaussians, 3)) * np.array([1.0, 1.0, 0.5])
     colors = rng.uniform(0, 1, (n_gaussians, 3))
     angles = np.linspace(0, np.pi / 2, n_views)
-    c2w = np.stack([look_at(np.array([4 * np.cos(a), 4 * np.sin(a), 1.5]), np.zeros(3)) for a in angles])
+    ring = np.stack([4 * np.cos(angles), 4 * np.sin(angles), np.full(n_views, 1.5)], axis=1)  # [V, 3]
+    c2w = look_at(ring, np.zeros(3), np.array([0.0, 0.0, 1.0]))  # [V, 4, 4], z up
     K = np.array([[width * 1.0, 0, width / 2], [0, width * 1.0, height / 2], [0, 0, 1]])
     t = lambda x: torch.tensor(x, dtype=torch.float32)  # noqa: E731
     n = n_gaussians

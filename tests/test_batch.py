@@ -89,17 +89,13 @@ def _ws(out: Path, video: str) -> Path:
 
 def test_find_videos(tmp_path: Path):
     d = tmp_path / "videos"
+    top = ["a.mp4", "b.MOV", "c.m4v", "d.webm", "e.mkv", "f.avi"]  # one of each suffix
+    sub = ["sub/deeper/h.mov", "sub/g.mp4"]
     for name in (
-        "a.mp4",
-        "b.MOV",
-        "c.m4v",
-        "d.webm",
-        "e.mkv",
-        "f.avi",
+        *top,
+        *sub,
         "notes.txt",
         ".hidden.mp4",
-        "sub/g.mp4",
-        "sub/deeper/h.mov",
         ".cache/i.mp4",
         "ws/renders/orbit.mp4",
         "results/x-1234abcd/renders/orbit.mp4",
@@ -110,18 +106,9 @@ def test_find_videos(tmp_path: Path):
     def rel(paths):
         return [p.relative_to(d).as_posix() for p in paths]
 
-    assert rel(find_videos(d)) == ["a.mp4", "b.MOV", "c.m4v", "d.webm", "e.mkv", "f.avi"]
-    assert rel(find_videos(d, recursive=True, exclude=[d / "results"])) == [
-        "a.mp4",
-        "b.MOV",
-        "c.m4v",
-        "d.webm",
-        "e.mkv",
-        "f.avi",
-        "sub/deeper/h.mov",
-        "sub/g.mp4",
-    ]
-    assert rel(find_videos(d, recursive=True, glob="sub/*")) == ["sub/deeper/h.mov", "sub/g.mp4"]
+    assert rel(find_videos(d)) == top
+    assert rel(find_videos(d, recursive=True, exclude=[d / "results"])) == top + sub
+    assert rel(find_videos(d, recursive=True, glob="sub/*")) == sub
     assert rel(find_videos(d, recursive=True, glob="*.mov")) == ["sub/deeper/h.mov"]
     with pytest.raises(InputError):
         find_videos(tmp_path / "missing")

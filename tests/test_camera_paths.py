@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import DATA, GARDEN
 from vid3d.camera_paths import (
     LOOPING,
     PATH_TYPES,
@@ -23,9 +24,7 @@ from vid3d.camera_paths import (
 )
 from vid3d.errors import ConfigError, InputError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RE10K = DATA / "re10k" / "poses"
-GARDEN = DATA / "gsplat" / "test_garden.npz"
 
 pytestmark = pytest.mark.skipif(not GARDEN.is_file(), reason="shared test data not found")
 

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import RESUME, Interrupt, Recorder, small_config, train_until_stopped
 from vid3d.config import SplatConfig
 from vid3d.splats.rasterize import RENDER_MODES, prepare_cuda_backend, rasterize
 
@@ -138,27 +139,12 @@ def test_gsplat_backend_agrees_with_the_cpu_kernel(sh_degree, rasterize_mode, re
 
 
 def _cfg(**kw) -> SplatConfig:
-    base = dict(
-        steps=200,
-        sh_degree=1,
-        sh_degree_interval=50,
-        eval_every=0,
-        refine_start=0,
-        refine_stop=0,
-        refine_every=100,
-        reset_every=10_000,
-        checkpoint_every=0,
-        coarse_steps=50,
-    )
-    base.update(kw)
-    return SplatConfig(**base)
-
-
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory):
-    from tests.synthetic import make_scene
-
-    return make_scene(tmp_path_factory.mktemp("scene"))
+    """The CPU tests' short run made longer and plainer: 200 steps, half resolution for the
+    first 50 and SH degree 1 from step 50, no densification or opacity reset; ``kw``
+    overrides any field."""
+    longer = dict(steps=200, sh_degree_interval=50, coarse_steps=50)
+    no_refinement = dict(refine_start=0, refine_stop=0, refine_every=100, reset_every=10_000)
+    return small_config(**{**longer, **no_refinement, **kw})
 
 
 def _train(scene, cfg: SplatConfig, device: torch.device, path: Path, **kw):
@@ -233,31 +219,19 @@ def test_training_with_refinement_matches_the_cpu(scene, tmp_path, strategy):
 
 # ------------------------------------------------------------------ resume and checkpoints
 
-_RESUME = dict(
-    steps=60,
-    eval_every=20,
-    checkpoint_every=10,
-    refine_start=10,
-    refine_every=10,
-    refine_stop=1000,
-    grow_grad2d=2e-5,
-    max_gaussians=20_000,
-    coarse_steps=20,
-)
-
 
 @pytest.mark.parametrize("first,then", [("cuda", "cuda"), ("cpu", "cuda")])
 def test_training_resumes_on_cuda(scene, tmp_path, first, then):
     """An interrupted CUDA run resumes on CUDA; an interrupted CPU run trains on with CUDA.
     The resume file loads on the CPU (RNG states and optimizer moments included)."""
-    from tests.test_training import Interrupt, Recorder
     from vid3d.splats.model import load_checkpoint
 
-    cfg = _cfg(**_RESUME)
+    # tests/test_training.py's interrupted run, with the SH schedule and no reset of _cfg
+    cfg = small_config(**RESUME, sh_degree_interval=50, reset_every=10_000)
     resume, ckpt = tmp_path / "resume.pt", tmp_path / "ckpt.pt"
     _, straight = _train(scene, cfg, torch.device(first), tmp_path / "straight.pt")
     with pytest.raises(Interrupt):
-        _train(scene, cfg, torch.device(first), ckpt, resume_path=resume, reporter=Recorder(stop_after=33))
+        train_until_stopped(scene, cfg, ckpt, resume, 33, device=torch.device(first))
     state = load_checkpoint(resume)
     assert (state.step, state.finished) == (30, False)
     assert state.state["torch_rng"].device.type == "cpu"
@@ -346,22 +320,27 @@ def test_render_on_cuda_agrees_with_the_cpu(cuda_trained):
 # ------------------------------------------------------------------ syncs and speed
 
 
+def _steady(steps: int, **kw) -> SplatConfig:
+    """A run of ``steps`` that a test never finishes, every step alike: full resolution and
+    SH degree from the start, the strategy's statistics updated every step, no refinement."""
+    return _cfg(
+        steps=steps,
+        coarse_steps=0,
+        sh_degree_interval=0,
+        refine_start=0,
+        refine_stop=steps,
+        refine_every=steps,
+        **kw,
+    )
+
+
 @pytest.mark.parametrize("strategy", ["default", "mcmc"])
 def test_at_most_five_host_syncs_per_training_step(scene, strategy):
     """Counted with torch.cuda.set_sync_debug_mode("warn") over 20 steps whose strategy
     updates its statistics (DefaultStrategy) or adds position noise (MCMC) every step."""
     from vid3d.splats.trainer import Trainer, load_train_data
 
-    cfg = _cfg(
-        strategy=strategy,
-        steps=10_000,
-        refine_start=0,
-        refine_stop=10_000,
-        refine_every=10_000,
-        coarse_steps=0,
-        sh_degree_interval=0,
-        max_gaussians=1_000,
-    )
+    cfg = _steady(10_000, strategy=strategy, max_gaussians=1_000)
     trainer = Trainer(load_train_data(scene, 8, CUDA), cfg.scaled(), CUDA)
     for _ in range(5):  # warm-up: kernels loaded, first allocations made
         trainer.step()
@@ -388,19 +367,11 @@ def test_training_speed_is_within_1_5x_of_a_bare_gsplat_loop(tmp_path_factory):
 
     from tests.synthetic import make_scene
     from vid3d.splats.losses import photometric_loss
-    from vid3d.splats.trainer import Trainer, load_train_data
+    from vid3d.splats.trainer import Trainer, learning_rates, load_train_data
 
     big = make_scene(tmp_path_factory.mktemp("big"), n_views=10, width=320, height=240, n_gaussians=60_000)
     data = load_train_data(big, 8, CUDA)
-    cfg = _cfg(
-        steps=100_000,
-        sh_degree=3,
-        sh_degree_interval=0,
-        coarse_steps=0,
-        refine_start=0,
-        refine_stop=100_000,
-        refine_every=100_000,
-    ).scaled()
+    cfg = _steady(100_000, sh_degree=3).scaled()
     trainer = Trainer(data, cfg, CUDA)
     init = {k: v.detach().clone() for k, v in trainer.splats.items()}
 
@@ -420,14 +391,7 @@ def test_training_speed_is_within_1_5x_of_a_bare_gsplat_loop(tmp_path_factory):
     vid3d_rate = rate(trainer.step)
 
     params = {k: torch.nn.Parameter(v.clone()) for k, v in init.items()}
-    lrs = dict(
-        means=cfg.lr_means * trainer.scene_scale,
-        quats=cfg.lr_quats,
-        scales=cfg.lr_scales,
-        opacities=cfg.lr_opacities,
-        sh0=cfg.lr_sh0,
-        shN=cfg.lr_shN,
-    )
+    lrs = learning_rates(cfg, trainer.scene_scale)
     opts = [torch.optim.Adam([params[k]], lr=lr, eps=1e-15) for k, lr in lrs.items()]
     targets = data.images.float() / 255.0  # [N, H, W, 3]
     bg = torch.zeros(1, 3, device=CUDA)

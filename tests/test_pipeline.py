@@ -91,6 +91,17 @@ def run(video, ws, *sets, force=False):
     return [o.status for o in pipeline.reconstruct(video, ws, cfg, force=force)]
 
 
+@pytest.fixture()
+def reconstructed(fake, tmp_path):
+    """A workspace after a first full run of the fake stages: ``(stages, video, ws)``, with
+    ``CALLS`` cleared."""
+    stages, video = fake
+    ws = Workspace(tmp_path / "ws")
+    run(video, ws)
+    CALLS.clear()
+    return stages, video, ws
+
+
 def test_first_run_runs_all_and_second_run_writes_nothing(fake, tmp_path):
     _, video = fake
     ws = Workspace(tmp_path / "ws")
@@ -104,11 +115,8 @@ def test_first_run_runs_all_and_second_run_writes_nothing(fake, tmp_path):
     assert report["stages"]["splat"]["metrics"]["psnr"] is None
 
 
-def test_a_changed_section_reruns_its_stage_and_those_after(fake, tmp_path):
-    _, video = fake
-    ws = Workspace(tmp_path / "ws")
-    run(video, ws)
-    CALLS.clear()
+def test_a_changed_section_reruns_its_stage_and_those_after(reconstructed):
+    _, video, ws = reconstructed
     assert run(video, ws, "splat.seed=5") == ["skipped", "skipped", "ran", "ran"]
     assert CALLS == ["splat", "render"]
     assert load_config_file(ws.config_toml).splat.seed == 5
@@ -119,11 +127,8 @@ def test_a_changed_section_reruns_its_stage_and_those_after(fake, tmp_path):
     assert run(video, ws, "splat.seed=5", "render.crf=20") == ["skipped"] * 3 + ["ran"]
 
 
-def test_a_changed_input_reruns_the_stage_that_reads_it(fake, tmp_path):
-    _, video = fake
-    ws = Workspace(tmp_path / "ws")
-    run(video, ws)
-    CALLS.clear()
+def test_a_changed_input_reruns_the_stage_that_reads_it(reconstructed):
+    _, video, ws = reconstructed
     (ws.images / "001.jpg").write_bytes(b"edited by hand")
     # frames notices its output changed and runs again; it writes the same bytes as
     # before, so the stages after it (which fingerprint contents) have nothing to redo
@@ -136,18 +141,13 @@ def test_a_changed_input_reruns_the_stage_that_reads_it(fake, tmp_path):
     assert run(video, ws) == ["ran"] * 4
 
 
-def test_force_runs_every_stage(fake, tmp_path):
-    _, video = fake
-    ws = Workspace(tmp_path / "ws")
-    run(video, ws)
-    CALLS.clear()
+def test_force_runs_every_stage(reconstructed):
+    _, video, ws = reconstructed
     assert run(video, ws, force=True) == ["ran"] * 4 and len(CALLS) == 4
 
 
-def test_a_failing_stage_is_undone_and_its_options_are_not_kept(fake, tmp_path):
-    stages, video = fake
-    ws = Workspace(tmp_path / "ws")
-    run(video, ws)
+def test_a_failing_stage_is_undone_and_its_options_are_not_kept(reconstructed):
+    stages, video, ws = reconstructed
     before = snapshot(ws.root)
     stages["fail"] = "poses"
     with pytest.raises(Boom):
@@ -159,10 +159,8 @@ def test_a_failing_stage_is_undone_and_its_options_are_not_kept(fake, tmp_path):
     assert run(video, ws) == ["skipped"] * 4
 
 
-def test_stages_before_a_failure_stay_done(fake, tmp_path):
-    stages, video = fake
-    ws = Workspace(tmp_path / "ws")
-    run(video, ws)
+def test_stages_before_a_failure_stay_done(reconstructed):
+    stages, video, ws = reconstructed
     stages["fail"] = "splat"
     with pytest.raises(Boom):
         run(video, ws, "poses.seed=3", "splat.seed=3")
@@ -187,10 +185,8 @@ def test_a_failed_first_run_leaves_no_folder(fake, tmp_path):
     assert not ws2.root.exists()
 
 
-def test_a_journal_left_by_a_killed_process_is_undone_first(fake, tmp_path):
-    _, video = fake
-    ws = Workspace(tmp_path / "ws")
-    run(video, ws)
+def test_a_journal_left_by_a_killed_process_is_undone_first(reconstructed):
+    _, video, ws = reconstructed
     before = snapshot(ws.root)
     # what a process killed inside the render stage leaves behind
     with locked(ws):
@@ -206,10 +202,8 @@ def test_a_journal_left_by_a_killed_process_is_undone_first(fake, tmp_path):
     assert journal_stage(ws) is None and recover(ws) is False
 
 
-def test_copied_workspace_skips_everything(fake, tmp_path):
-    _, video = fake
-    ws = Workspace(tmp_path / "ws")
-    run(video, ws)
+def test_copied_workspace_skips_everything(reconstructed, tmp_path):
+    _, video, ws = reconstructed
     copy = Workspace(tmp_path / "elsewhere" / "copy")
     shutil.copytree(ws.root, copy.root, copy_function=shutil.copy)  # new inodes and times
     moved_video = tmp_path / "renamed.mp4"
@@ -255,10 +249,8 @@ def test_only_empty_folders_and_workspaces_are_written(fake, tmp_path):
     assert run(video, old) == ["skipped"] * 4 and old.marker.is_file()
 
 
-def test_busy_workspace_is_refused(fake, tmp_path):
-    _, video = fake
-    ws = Workspace(tmp_path / "ws")
-    run(video, ws)
+def test_busy_workspace_is_refused(reconstructed):
+    _, video, ws = reconstructed
     code = (
         f"import sys, time; sys.path.insert(0, {str(Path(__file__).parent.parent)!r})\n"
         "from vid3d.transaction import locked\nfrom vid3d.workspace import Workspace\n"

@@ -6,7 +6,6 @@ depths and every gradient), gradcheck, and gsplat's DefaultStrategy on CPU."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ import torch
 from gsplat.cuda._torch_impl import _fully_fused_projection, _spherical_harmonics
 from gsplat.strategy import DefaultStrategy
 
+from tests.conftest import GARDEN
 from vid3d.errors import TrainingError
 from vid3d.splats import _cpu_kernel
 from vid3d.splats._projection import isect_tiles, project_gaussians, quat_scale_to_matrix, spherical_harmonics
@@ -27,7 +27,6 @@ def quat_scale_to_covar(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tens
 
 
 PARAMS = ("means", "quats", "scales", "opacities", "colors")
-GARDEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsplat" / "test_garden.npz"
 
 
 def make_scene(
@@ -66,6 +65,14 @@ def make_scene(
         Ks=K.repeat(n_cams, 1, 1),
     )
     return {k: v.to(dtype) for k, v in scene.items()}
+
+
+def project(scene, width, height, bound=True):
+    """:func:`project_gaussians` of a :func:`make_scene` scene; with ``bound``, its opacities
+    tighten the radii."""
+    opacities = scene["opacities"] if bound else None
+    geometry = (scene[k] for k in ("means", "quats", "scales", "viewmats", "Ks"))
+    return project_gaussians(*geometry, width, height, opacities=opacities)
 
 
 def render_and_grads(scene, width, height, backend, **kwargs):
@@ -111,9 +118,7 @@ def test_projection_matches_gsplat_reference(seed):
     scene = make_scene(3000, 160, 120, n_cams=2, seed=seed)
     scene["means"][:50, 2] *= -1  # some behind the camera
     scene["scales"][50:80] *= 30  # some huge ones
-    ours = project_gaussians(
-        scene["means"], scene["quats"], scene["scales"], scene["viewmats"], scene["Ks"], 160, 120
-    )
+    ours = project(scene, 160, 120, bound=False)
     covars = quat_scale_to_covar(scene["quats"], scene["scales"])
     radii, means2d, depths, conics, _ = _fully_fused_projection(
         scene["means"], covars, scene["viewmats"], scene["Ks"], 160, 120
@@ -132,17 +137,8 @@ def test_projection_opacity_bound_and_no_nan_gradients():
     scene["means"][:20, 2] = 0.0  # on the camera plane
     scene["opacities"][20:30] = 0.001  # invisible
     means = scene["means"].requires_grad_()
-    proj = project_gaussians(
-        means,
-        scene["quats"],
-        scene["scales"],
-        scene["viewmats"],
-        scene["Ks"],
-        64,
-        48,
-        opacities=scene["opacities"],
-    )
-    loose = project_gaussians(means, scene["quats"], scene["scales"], scene["viewmats"], scene["Ks"], 64, 48)
+    proj = project(scene, 64, 48)
+    loose = project(scene, 64, 48, bound=False)
     assert (proj.radii[0, :20] == 0).all() and (proj.radii[0, 20:30] == 0).all()
     assert (proj.radii <= loose.radii).all() and (proj.radii < loose.radii).any()
     (proj.means2d.sum() + proj.conics.sum()).backward()
@@ -162,16 +158,7 @@ def test_sh_matches_gsplat_reference(degree):
 @pytest.mark.parametrize("tile_size", [16, 8])
 def test_native_tile_lists_equal_torch(tile_size):
     scene = make_scene(2000, 100, 70, n_cams=3, seed=4)
-    proj = project_gaussians(
-        scene["means"],
-        scene["quats"],
-        scene["scales"],
-        scene["viewmats"],
-        scene["Ks"],
-        100,
-        70,
-        opacities=scene["opacities"],
-    )
+    proj = project(scene, 100, 70)
     tw, th = math.ceil(100 / tile_size), math.ceil(70 / tile_size)
     expected = isect_tiles(proj.means2d, proj.radii, proj.depths, tile_size, tw, th)
     actual = _cpu_kernel.isect_tiles(proj.means2d, proj.radii, proj.depths, tile_size, tw, th)
@@ -185,16 +172,7 @@ def test_native_tile_lists_equal_torch(tile_size):
 
 def brute_force_composite(scene, width, height, bg):
     """Per pixel: every visible Gaussian by depth, gsplat's compositing rules, float64."""
-    proj = project_gaussians(
-        scene["means"],
-        scene["quats"],
-        scene["scales"],
-        scene["viewmats"],
-        scene["Ks"],
-        width,
-        height,
-        opacities=scene["opacities"],
-    )
+    proj = project(scene, width, height)
     vis = torch.nonzero((proj.radii[0] > 0).all(-1))[:, 0]
     vis = vis[torch.argsort(proj.depths[0, vis].float(), stable=True)]
     image = torch.zeros(height, width, 3, dtype=torch.float64)
@@ -326,16 +304,7 @@ def test_cpu_kernel_gradcheck():
     """Finite differences of the native kernel alone and of the whole CPU rasterize()."""
     scene = make_scene(8, 20, 16, n_cams=2, sh_degree=1, dtype=torch.float64, seed=5)
     scene["scales"] *= 2.0
-    proj = project_gaussians(
-        scene["means"],
-        scene["quats"],
-        scene["scales"],
-        scene["viewmats"],
-        scene["Ks"],
-        20,
-        16,
-        opacities=scene["opacities"],
-    )
+    proj = project(scene, 20, 16)
     # The kernel alone, first camera: every Jacobian entry (one backward per output).
     means2d, conics, depths = proj.means2d[:1].detach(), proj.conics[:1].detach(), proj.depths[:1]
     isect = isect_tiles(means2d, proj.radii[:1], depths, 8, 3, 2)

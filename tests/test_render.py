@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import GARDEN
 from vid3d.camera_paths import CameraPath, letterbox_intrinsics, make_path
 from vid3d.config import Config
 from vid3d.errors import ConfigError, MissingStageError, RenderError
@@ -28,8 +29,6 @@ from vid3d.video.encode import (
 )
 from vid3d.workspace import Workspace
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-GARDEN = DATA / "gsplat" / "test_garden.npz"
 needs_data = pytest.mark.skipif(not GARDEN.is_file(), reason="shared test data not found")
 
 

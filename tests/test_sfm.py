@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import math
-from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from tests.conftest import DATA
+from tests.helpers import Recorder
 from vid3d.config import Config
 from vid3d.errors import ConfigError, MissingStageError, PosesError
 from vid3d.sfm import colmap, load_scene
@@ -21,7 +22,6 @@ from vid3d.sfm.calibration import focal_from_fundamentals
 from vid3d.stages import poses
 from vid3d.workspace import Workspace
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 CLIP = "0bf152ef84195293"  # re10k, 16 frames 384x256, reference poses
 ROT_TOL_DEG = 1.0  # the benchmark's target: mean relative rotation error over all pairs
 
@@ -65,38 +65,6 @@ def rotation_errors(w2c_est: np.ndarray, w2c_ref: np.ndarray) -> np.ndarray:
             b = w2c_ref[j, :3, :3] @ w2c_ref[i, :3, :3].T
             errs.append(math.degrees(math.acos(np.clip((np.trace(a @ b.T) - 1) / 2, -1, 1))))
     return np.array(errs)
-
-
-class Recorder:
-    """A reporter that records its tasks (description, total, units advanced) and warnings."""
-
-    def __init__(self) -> None:
-        self.tasks: list[dict] = []
-        self.warnings: list[str] = []
-
-    @contextmanager
-    def task(self, description, total=None):
-        rec = {"description": description, "total": total, "done": 0.0}
-        self.tasks.append(rec)
-
-        class _Task:
-            def advance(self, n=1):
-                rec["done"] += n
-
-            def update(self, *, completed=None, total=None, info=None):
-                if completed is not None:
-                    rec["done"] = completed
-
-        yield _Task()
-
-    def log(self, message):
-        pass
-
-    def debug(self, message):
-        pass
-
-    def warn(self, message):
-        self.warnings.append(message)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ checkpoint validation, exports."""
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import RESUME, Interrupt, Recorder, small_config, train_until_stopped
 from tests.synthetic import make_scene
-from vid3d.config import Config, SplatConfig
+from vid3d.config import Config
 from vid3d.errors import InputError, TrainingError
 from vid3d.splats.losses import psnr
 from vid3d.splats.model import Checkpoint, export, load_checkpoint, save_checkpoint, to_world
@@ -26,28 +27,6 @@ from vid3d.stages import splat as splat_stage
 from vid3d.workspace import Workspace, json_safe
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory):
-    return make_scene(tmp_path_factory.mktemp("scene"))
-
-
-def _cfg(**kw) -> SplatConfig:
-    base = dict(
-        steps=60,
-        sh_degree=1,
-        sh_degree_interval=20,
-        eval_every=0,
-        refine_start=10,
-        refine_every=10,
-        refine_stop=1000,
-        reset_every=1000,
-        checkpoint_every=0,
-        coarse_steps=20,
-    )
-    base.update(kw)
-    return SplatConfig(**base)
 
 
 def test_held_out_frames_are_every_eighth_inside_the_clip():
@@ -62,7 +41,7 @@ def test_held_out_frames_are_every_eighth_inside_the_clip():
 
 def test_coarse_phase_trains_on_half_resolution_frames_with_matching_cameras(scene):
     data = load_train_data(scene, 8, CPU)
-    trainer = Trainer(data, _cfg(coarse_steps=5), CPU)
+    trainer = Trainer(data, small_config(coarse_steps=5), CPU)
     images, _, Ks = data.level(2)
     assert images.shape[1:] == (data.height // 2, data.width // 2, 3)
     # The half-resolution cameras see what the full ones see, averaged over 2x2 pixels:
@@ -82,7 +61,7 @@ def test_coarse_phase_trains_on_half_resolution_frames_with_matching_cameras(sce
 
 
 def test_default_strategy_grows_and_prunes(scene):
-    trainer = Trainer(load_train_data(scene, 8, CPU), _cfg(grow_grad2d=2e-5), CPU)
+    trainer = Trainer(load_train_data(scene, 8, CPU), small_config(grow_grad2d=2e-5), CPU)
     n0 = len(trainer.splats["means"])
     counts = []
     for _ in range(60):
@@ -95,7 +74,7 @@ def test_default_strategy_grows_and_prunes(scene):
 
 
 def test_default_strategy_caps_growth(scene):
-    trainer = Trainer(load_train_data(scene, 8, CPU), _cfg(grow_grad2d=1e-6, max_gaussians=600), CPU)
+    trainer = Trainer(load_train_data(scene, 8, CPU), small_config(grow_grad2d=1e-6, max_gaussians=600), CPU)
     for _ in range(60):
         trainer.step()
     # growth stops at the cap (one refinement may overshoot it, never keeps going)
@@ -103,7 +82,7 @@ def test_default_strategy_caps_growth(scene):
 
 
 def test_opacity_reset_happens(scene):
-    trainer = Trainer(load_train_data(scene, 8, CPU), _cfg(reset_every=30), CPU)
+    trainer = Trainer(load_train_data(scene, 8, CPU), small_config(reset_every=30), CPU)
     for _ in range(31):  # the reset runs after step index 30
         trainer.step()
     assert trainer.strategy.resets == 1
@@ -117,7 +96,7 @@ def test_gsplat_still_never_resets_opacities_itself(scene):
     If this fails, gsplat has fixed its bug: remove vid3d's reset, or resets run twice."""
     from gsplat.strategy import DefaultStrategy as GsplatDefault
 
-    trainer = Trainer(load_train_data(scene, 8, CPU), _cfg(reset_every=30, refine_start=1000), CPU)
+    trainer = Trainer(load_train_data(scene, 8, CPU), small_config(reset_every=30, refine_start=1000), CPU)
     _, info = trainer.render([0])
     info["means2d"].sum().backward()
     before = trainer.splats["opacities"].detach().clone()
@@ -130,7 +109,7 @@ def test_gsplat_still_never_resets_opacities_itself(scene):
 
 
 def test_mcmc_runs_on_cpu_and_fills_its_budget(scene):
-    trainer = Trainer(load_train_data(scene, 8, CPU), _cfg(strategy="mcmc", max_gaussians=700), CPU)
+    trainer = Trainer(load_train_data(scene, 8, CPU), small_config(strategy="mcmc", max_gaussians=700), CPU)
     n0 = len(trainer.splats["means"])
     means0 = trainer.splats["means"].detach().clone()
     for _ in range(60):
@@ -168,7 +147,7 @@ def test_exposure_correction_absorbs_flicker_and_stays_out_of_novel_views(tmp_pa
     for on in (False, True):
         trainer = Trainer(
             load_train_data(flicker, 8, CPU),
-            _cfg(steps=150, exposure=on, lr_exposure=3e-3, refine_stop=0),
+            small_config(steps=150, exposure=on, lr_exposure=3e-3, refine_stop=0),
             CPU,
         )
         losses[on] = np.mean([trainer.step() for _ in range(150)][-40:])
@@ -193,7 +172,7 @@ def test_held_out_frames_are_scored_with_the_exposure_of_their_neighbours(tmp_pa
     drift = make_scene(tmp_path / "drift", brightness=gains)
     data = load_train_data(drift, 8, CPU)
     assert data.test_ids == [4]
-    trainer = Trainer(data, _cfg(steps=200, lr_exposure=3e-3, refine_stop=0), CPU)
+    trainer = Trainer(data, small_config(steps=200, lr_exposure=3e-3, refine_stop=0), CPU)
     for _ in range(200):
         trainer.step()
     ev = trainer.evaluate()
@@ -201,71 +180,24 @@ def test_held_out_frames_are_scored_with_the_exposure_of_their_neighbours(tmp_pa
     E = trainer.interpolated_exposure(4)
     assert torch.allclose(E, 0.5 * (trainer.exposure[3] + trainer.exposure[5]))
     # without the correction both figures are the same, uncorrected one
-    plain = Trainer(data, _cfg(steps=0, exposure=False), CPU).evaluate()
+    plain = Trainer(data, small_config(steps=0, exposure=False), CPU).evaluate()
     assert plain["psnr"] == plain["psnr_raw"]
-
-
-class Interrupt(Exception):
-    """Stands for a kill or Ctrl-C in the middle of training."""
-
-
-class Recorder:
-    """A reporter that keeps warnings and stops training after ``stop_after`` steps."""
-
-    def __init__(self, stop_after: int | None = None):
-        self.stop_after, self.steps, self.warnings = stop_after, 0, []
-
-    @contextlib.contextmanager
-    def task(self, description, total=None):
-        rec = self
-
-        class Task:
-            def advance(self, n=1):
-                rec.steps += n
-                if rec.stop_after is not None and rec.steps >= rec.stop_after:
-                    raise Interrupt
-
-            def update(self, **kw):
-                pass
-
-        yield Task()
-
-    def log(self, message):
-        pass
-
-    def debug(self, message):
-        pass
-
-    def warn(self, message):
-        self.warnings.append(message)
 
 
 def _without_seconds(history):
     return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
 
 
-# Refinement (splits, MCMC relocation and noise) both before and after the interruption.
-_RESUME = dict(steps=60, eval_every=20, checkpoint_every=10, grow_grad2d=2e-5, max_gaussians=20_000)
-
-
 @pytest.mark.parametrize("strategy", ["default", "mcmc"])
 def test_interrupted_training_resumes_bit_identically(scene, tmp_path, strategy):
-    cfg = _cfg(strategy=strategy, **_RESUME)
+    cfg = small_config(strategy=strategy, **RESUME)
     ckpt, resume = tmp_path / "ckpt.pt", tmp_path / "resume" / "splat.pt"
     straight, m0 = train(scene, cfg, tmp_path / "straight.pt", device=CPU, config_hash="t")
     if strategy == "default":  # Gaussians are split after the interruption too
         assert m0["history"][-1]["gaussians"] > m0["history"][-2]["gaussians"]
 
     with pytest.raises(Interrupt):  # killed after step 33: the resume file holds step 30
-        train(
-            scene,
-            cfg,
-            ckpt,
-            device=CPU,
-            config_hash="t",
-            resume_path=resume,
-            reporter=Recorder(stop_after=33),
-        )
+        train_until_stopped(scene, cfg, ckpt, resume, 33)
     assert not ckpt.exists()  # finished outputs are never written while training
     state = load_checkpoint(resume)
     assert (state.step, state.finished, state.steps) == (30, False, 60)
@@ -298,15 +230,10 @@ train(scene, cfg, Path({ckpt!r}), device=torch.device("cpu"), config_hash="t",
 
 
 def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path):
-    cfg = dict(
+    cfg = small_config(
         steps=100,
-        sh_degree=1,
         sh_degree_interval=30,
         eval_every=50,
-        refine_start=10,
-        refine_every=10,
-        refine_stop=1000,
-        reset_every=1000,
         checkpoint_every=20,
         coarse_steps=30,
         grow_grad2d=5e-5,
@@ -315,7 +242,7 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path):
     code = _CHILD.format(
         tests=str(Path(__file__).parent),
         folder=str(tmp_path / "scene"),
-        cfg=cfg,
+        cfg=dataclasses.asdict(cfg),
         ckpt=str(ckpt),
         resume=str(resume),
     )
@@ -330,9 +257,9 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path):
     assert 20 <= interrupted_at < 100
 
     scene = make_scene(tmp_path / "scene")
-    resumed, m = train(scene, SplatConfig(**cfg), ckpt, device=CPU, config_hash="t", resume_path=resume)
+    resumed, m = train(scene, cfg, ckpt, device=CPU, config_hash="t", resume_path=resume)
     assert m["resumed_from"] == interrupted_at and m["steps"] == 100
-    straight, m2 = train(scene, SplatConfig(**cfg), tmp_path / "other.pt", device=CPU, config_hash="t")
+    straight, m2 = train(scene, cfg, tmp_path / "other.pt", device=CPU, config_hash="t")
     assert m2["resumed_from"] == 0
     assert abs(m["psnr"] - m2["psnr"]) <= 1e-6
     assert len(resumed.splats["means"]) == len(straight.splats["means"])
@@ -341,7 +268,7 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path):
 
 
 def test_force_ignores_a_corrupt_resume_file_and_without_force_it_is_a_warning(scene, tmp_path):
-    cfg = _cfg(steps=10, checkpoint_every=5)
+    cfg = small_config(steps=10, checkpoint_every=5)
     ckpt, resume = tmp_path / "ckpt.pt", tmp_path / "resume.pt"
     ckpt.write_bytes(b"not a checkpoint")  # a corrupt finished checkpoint is never read
     resume.write_bytes(b"\x80\x02garbage")
@@ -359,22 +286,14 @@ def test_force_ignores_a_corrupt_resume_file_and_without_force_it_is_a_warning(s
 
     # a readable resume file of another run (other options) is not resumed
     with pytest.raises(Interrupt):
-        train(
-            scene,
-            cfg,
-            ckpt,
-            device=CPU,
-            config_hash="old",
-            resume_path=resume,
-            reporter=Recorder(stop_after=7),
-        )
+        train_until_stopped(scene, cfg, ckpt, resume, 7, config_hash="old")
     rec = Recorder()
     _, m = train(scene, cfg, ckpt, device=CPU, config_hash="new", resume_path=resume, reporter=rec)
     assert m["resumed_from"] == 0 and rec.warnings == []
 
 
 def test_a_resume_file_with_missing_state_starts_afresh_with_a_warning(scene, tmp_path):
-    cfg = _cfg(steps=10, checkpoint_every=5)
+    cfg = small_config(steps=10, checkpoint_every=5)
     resume = tmp_path / "resume.pt"
     trainer = Trainer(load_train_data(scene, 8, CPU), cfg, CPU)
     for _ in range(5):
@@ -404,7 +323,7 @@ def test_splat_stage_metrics_are_strict_json_and_diverging_training_writes_nothi
 ):
     ws = _workspace(tmp_path / "ws", scene, monkeypatch)
     cfg = Config(device="cpu")
-    cfg.splat = _cfg(steps=20, checkpoint_every=10)
+    cfg.splat = small_config(steps=20, checkpoint_every=10)
     metrics = splat_stage.run(ws, cfg, force=False)
     json.dumps(metrics, allow_nan=False)
     assert metrics["history"][0]["step"] == 0 and metrics["history"][0]["loss"] is None
@@ -414,7 +333,7 @@ def test_splat_stage_metrics_are_strict_json_and_diverging_training_writes_nothi
     before = {p: p.read_bytes() for p in (ws.ckpt, ws.ply, ws.splat_file)}
 
     # scales overflow: the loss may stay finite while parameters do not
-    cfg.splat = _cfg(steps=60, checkpoint_every=10, lr_scales=1e3)
+    cfg.splat = small_config(steps=60, checkpoint_every=10, lr_scales=1e3)
     with pytest.raises(TrainingError) as err:
         splat_stage.run(ws, cfg)
     line = err.value.one_line()
@@ -441,13 +360,13 @@ def test_a_nan_parameter_stops_training_within_the_check_interval(scene, tmp_pat
         return loss
 
     monkeypatch.setattr(Trainer, "step", poisoned)
-    cfg = _cfg(steps=60, sh_degree_interval=1000)
+    cfg = small_config(steps=60, sh_degree_interval=1000)
     with pytest.raises(TrainingError, match="at step 50: parameter shN is not finite") as err:
         train(scene, cfg, tmp_path / "ckpt.pt", device=CPU, config_hash="t")
     assert "--set splat.lr_shN=" in err.value.hint
     assert not (tmp_path / "ckpt.pt").exists()
     # a periodic checkpoint is checked too, before it is written
-    cfg = _cfg(steps=60, sh_degree_interval=1000, checkpoint_every=10)
+    cfg = small_config(steps=60, sh_degree_interval=1000, checkpoint_every=10)
     with pytest.raises(TrainingError, match="at step 10"):
         train(
             scene, cfg, tmp_path / "ckpt.pt", device=CPU, config_hash="t", resume_path=tmp_path / "resume.pt"
@@ -456,7 +375,7 @@ def test_a_nan_parameter_stops_training_within_the_check_interval(scene, tmp_pat
 
 
 def test_a_training_that_prunes_every_gaussian_is_an_error(scene, tmp_path):
-    cfg = _cfg(steps=40, init_opacity=0.001)  # below the pruning threshold: all go at step 20
+    cfg = small_config(steps=40, init_opacity=0.001)  # below the pruning threshold: all go at step 20
     with pytest.raises(TrainingError, match="pruned every Gaussian by step 21") as err:
         train(scene, cfg, tmp_path / "ckpt.pt", device=CPU, config_hash="t")
     assert "splat.init_opacity" in err.value.hint
@@ -464,7 +383,7 @@ def test_a_training_that_prunes_every_gaussian_is_an_error(scene, tmp_path):
 
 
 def test_nothing_empty_or_not_finite_is_ever_saved_or_exported(scene, tmp_path):
-    trainer = Trainer(load_train_data(scene, 8, CPU), _cfg(), CPU)
+    trainer = Trainer(load_train_data(scene, 8, CPU), small_config(), CPU)
     ckpt = trainer.checkpoint("t")
     nan = dict(ckpt.splats, opacities=torch.full_like(ckpt.splats["opacities"], float("nan")))
     empty = {k: v[:0] for k, v in ckpt.splats.items()}
@@ -477,7 +396,7 @@ def test_nothing_empty_or_not_finite_is_ever_saved_or_exported(scene, tmp_path):
 
 
 def test_load_checkpoint_refuses_unfinished_foreign_truncated_and_broken_files(scene, tmp_path):
-    trainer = Trainer(load_train_data(scene, 8, CPU), _cfg(), CPU)
+    trainer = Trainer(load_train_data(scene, 8, CPU), small_config(), CPU)
     trainer.step()
     good = trainer.checkpoint("t", finished=True)
     ws = Workspace(tmp_path / "ws")
@@ -544,7 +463,9 @@ def test_without_a_held_out_frame_metrics_say_they_score_training_frames(tmp_pat
     small = make_scene(tmp_path / "three", n_views=3)
     assert held_out_ids(3, 8) == []
     rec = Recorder()
-    _, m = train(small, _cfg(steps=5), tmp_path / "ckpt.pt", device=CPU, config_hash="t", reporter=rec)
+    _, m = train(
+        small, small_config(steps=5), tmp_path / "ckpt.pt", device=CPU, config_hash="t", reporter=rec
+    )
     assert m["eval_on"] == "training" and m["test_images"] == 0
     assert rec.warnings == ["no frame held out (3 frames): PSNR is measured on training frames"]
     json.dumps(m, allow_nan=False)
@@ -557,7 +478,7 @@ def test_json_safe_turns_non_finite_numbers_into_none():
 
 
 def test_checkpoint_loads_weights_only_and_ply_round_trips(scene, tmp_path):
-    trainer, _ = train(scene, _cfg(steps=20), tmp_path / "ckpt.pt", device=CPU, config_hash="x")
+    trainer, _ = train(scene, small_config(steps=20), tmp_path / "ckpt.pt", device=CPU, config_hash="x")
     ckpt = load_checkpoint(tmp_path / "ckpt.pt")  # weights_only=True inside
     world = to_world(ckpt.splats, ckpt.normalization)
     export(world, tmp_path / "s.ply")
@@ -613,7 +534,7 @@ def test_robust_loss_keeps_a_transient_object_out_of_the_splats(scene):
         clean = {i: data.images[i, 10:30, 20:44].float() / 255 for i in frames}
         for i in frames:
             data.images[i, 10:30, 20:44] = torch.tensor([255, 0, 255], dtype=torch.uint8)  # magenta
-        cfg = _cfg(steps=200, refine_start=1000, coarse_steps=10, robust=robust, exposure=False)
+        cfg = small_config(steps=200, refine_start=1000, coarse_steps=10, robust=robust, exposure=False)
         trainer = Trainer(data, cfg, CPU)
         for _ in range(cfg.scaled().steps):
             trainer.step()

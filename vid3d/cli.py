@@ -7,11 +7,14 @@ and a non-zero exit code, in one place.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -49,6 +52,15 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Print more detail.")]
 WorkspaceArg = Annotated[
     Path, typer.Argument(help="Workspace folder (made by `vid3d frames` or `vid3d reconstruct`).")
+]
+BatchPreset = Annotated[
+    str | None,
+    typer.Option(
+        "--preset",
+        "-p",
+        help="Preset name or TOML file for every video (default: default); "
+        "vid3d.toml files next to the videos override it.",
+    ),
 ]
 Shot = Annotated[
     int | None,
@@ -121,25 +133,77 @@ def _fail(message: str, hint: str | None, code: int) -> None:
 _VERBOSE = [False]
 
 
-def _config(
-    ws: Workspace | None,
-    preset: str | None,
-    sets: list[str] | None,
-    device: str | None,
-    extra: list[str] | None = None,
-) -> Config:
+@dataclass(frozen=True)
+class _CommonOptions:
+    """The options every command that runs stages takes (see :func:`_common_options`)."""
+
+    preset: str | None
+    sets: list[str] | None
+    device: str | None
+    force: bool
+    quiet: bool
+    verbose: bool
+
+    @property
+    def level(self) -> int:
+        """How much the display shows: 0 with --quiet, 2 with --verbose, else 1."""
+        return 0 if self.quiet else 2 if self.verbose else 1
+
+
+_COMMON = {  # parameter: (annotation, default), as _CommonOptions' fields and in their order
+    "preset": (Preset, None),
+    "set_": (Sets, None),
+    "device": (Device, None),
+    "force": (Force, False),
+    "quiet": (Quiet, False),
+    "verbose": (Verbose, False),
+}
+
+
+def _common_options(*, device: bool = True, preset: Any = Preset) -> Callable[[Callable], Callable]:
+    """Give a command --preset, --set, --device, --force, --quiet and --verbose, after its
+    own options, and hand them to it as one keyword argument ``common`` (a :class:`_CommonOptions`).
+
+    Typer has no options shared between commands; this is their one definition.
+
+    Args:
+        device: Offer --device (else ``common.device`` is None). Default: True.
+        preset: The --preset annotation, for another help text. Default: :data:`Preset`.
+    """
+    shared = {**_COMMON, "preset": (preset, None)}
+    if not device:
+        del shared["device"]
+    kw_only = inspect.Parameter.KEYWORD_ONLY
+
+    def decorate(command: Callable) -> Callable:
+        own = inspect.signature(command, eval_str=True)
+        params = [p for p in own.parameters.values() if p.name != "common"]
+        params += [inspect.Parameter(n, kw_only, default=d, annotation=a) for n, (a, d) in shared.items()]
+
+        @functools.wraps(command)
+        def with_common(**kwargs: Any) -> Any:
+            values = [kwargs.pop(name, None) for name in _COMMON]
+            return command(**kwargs, common=_CommonOptions(*values))
+
+        with_common.__signature__ = own.replace(parameters=params)  # what typer reads
+        return with_common
+
+    return decorate
+
+
+def _config(ws: Workspace | None, common: _CommonOptions, extra: list[str] | None = None) -> Config:
     """Workspace config (or a preset), then --set overrides, then command options."""
-    overrides = list(sets or []) + list(extra or [])
-    if device is not None:
-        overrides.append(f'device="{device}"')
-    if preset is None and ws is not None and ws.config_toml.is_file():
+    overrides = list(common.sets or []) + list(extra or [])
+    if common.device is not None:
+        overrides.append(f'device="{common.device}"')
+    if common.preset is None and ws is not None and ws.config_toml.is_file():
         return apply_overrides(load_config_file(ws.config_toml), overrides)
-    return load_config(preset or "default", overrides)
+    return load_config(common.preset or "default", overrides)
 
 
-def _reporter(quiet: bool, verbose: bool) -> RichReporter:
-    _VERBOSE[0] = verbose
-    return RichReporter(0 if quiet else 2 if verbose else 1)
+def _reporter(common: _CommonOptions) -> RichReporter:
+    _VERBOSE[0] = common.verbose
+    return RichReporter(common.level)
 
 
 def _existing_workspace(path: Path) -> Workspace:
@@ -157,103 +221,70 @@ def _existing_workspace(path: Path) -> Workspace:
 
 
 def _run(
-    ws: Workspace, cfg: Config, stages: tuple[str, ...], quiet: bool, verbose: bool, command: str, **kwargs
+    ws: Workspace, cfg: Config, stages: tuple[str, ...], common: _CommonOptions, command: str, **kwargs
 ) -> list:
+    """Run ``stages`` on ``ws`` with the progress display, then print the summary table."""
     from vid3d.pipeline import run_pipeline
 
-    with _reporter(quiet, verbose) as reporter:
-        outcomes = run_pipeline(ws, cfg, stages, reporter=reporter, command=command, **kwargs)
-    if not quiet:
+    with _reporter(common) as reporter:
+        outcomes = run_pipeline(
+            ws, cfg, stages, reporter=reporter, command=command, force=common.force, **kwargs
+        )
+    if not common.quiet:
         console.print(summary_table(outcomes, title=f"vid3d · {escape(str(ws.root))}"))
         console.print(f"report: {escape(str(ws.report_json))}", highlight=False)
     return outcomes
 
 
 @app.command()
+@_common_options()
 def reconstruct(
     video: Annotated[Path, typer.Argument(help="The input video (mp4, mov, webm, ...).")],
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Workspace folder. Default: work/<video name>.")
     ] = None,
-    preset: Preset = None,
-    set_: Sets = None,
-    device: Device = None,
     shot: Shot = None,
-    force: Force = False,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
+    *,
+    common: _CommonOptions,
 ) -> None:
     """Video -> frames -> camera poses -> splats -> orbit video, in one go."""
     with _errors():
         ws = Workspace(out or Path("work") / video.stem)
-        cfg = _config(ws, preset, set_, device)
-        _run(
-            ws,
-            cfg,
-            ("frames", "poses", "splat", "render"),
-            quiet,
-            verbose,
-            "vid3d reconstruct",
-            video=video,
-            shot=shot,
-            force=force,
-        )
+        stages = ("frames", "poses", "splat", "render")
+        _run(ws, _config(ws, common), stages, common, "vid3d reconstruct", video=video, shot=shot)
 
 
 @app.command()
+@_common_options(device=False)
 def frames(
     video: Annotated[Path, typer.Argument(help="The input video.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Workspace folder.")],
-    preset: Preset = None,
-    set_: Sets = None,
     shot: Shot = None,
-    force: Force = False,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
+    *,
+    common: _CommonOptions,
 ) -> None:
     """Choose frames from a video into a workspace's images/ (stage 1)."""
     with _errors():
         ws = Workspace(out)
-        _run(
-            ws,
-            _config(ws, preset, set_, None),
-            ("frames",),
-            quiet,
-            verbose,
-            "vid3d frames",
-            video=video,
-            shot=shot,
-            force=force,
-        )
+        _run(ws, _config(ws, common), ("frames",), common, "vid3d frames", video=video, shot=shot)
 
 
 @app.command()
-def poses(
-    workspace: WorkspaceArg,
-    preset: Preset = None,
-    set_: Sets = None,
-    device: Device = None,
-    force: Force = False,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-) -> None:
+@_common_options()
+def poses(workspace: WorkspaceArg, *, common: _CommonOptions) -> None:
     """Camera poses of the frames with COLMAP, into sparse/0 (stage 2)."""
     with _errors():
         ws = _existing_workspace(workspace)
-        outcomes = _run(
-            ws, _config(ws, preset, set_, device), ("poses",), quiet, verbose, "vid3d poses", force=force
-        )
+        outcomes = _run(ws, _config(ws, common), ("poses",), common, "vid3d poses")
         table = pairs_table(outcomes[0].metrics)
-        if table is not None and not quiet:
+        if table is not None and not common.quiet:
             console.print(table)
 
 
 @app.command()
+@_common_options()
 def train(
     workspace: WorkspaceArg,
-    preset: Preset = None,
-    set_: Sets = None,
-    device: Device = None,
     steps: Annotated[
         int | None,
         typer.Option(
@@ -262,20 +293,20 @@ def train(
             "degree, evaluations, checkpoints) stretches or shrinks to fit.",
         ),
     ] = None,
-    force: Force = False,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
+    *,
+    common: _CommonOptions,
 ) -> None:
     """Train Gaussian splats on the posed frames (stage 3); resumes an interrupted run."""
     with _errors():
         ws = _existing_workspace(workspace)
-        cfg = _config(ws, preset, set_, device)
+        cfg = _config(ws, common)
         if steps is not None:
             cfg = apply_overrides(cfg, [f"splat.schedule_scale={steps / cfg.splat.steps!r}"])
-        _run(ws, cfg, ("splat",), quiet, verbose, "vid3d train", force=force)
+        _run(ws, cfg, ("splat",), common, "vid3d train")
 
 
 @app.command()
+@_common_options()
 def render(
     workspace: WorkspaceArg,
     path: Annotated[
@@ -294,12 +325,8 @@ def render(
             help="Put the input clip next to the reconstruction, seen from the same cameras.",
         ),
     ] = None,
-    preset: Preset = None,
-    set_: Sets = None,
-    device: Device = None,
-    force: Force = False,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
+    *,
+    common: _CommonOptions,
 ) -> None:
     """Render a video of the splats along a camera path (stage 4)."""
     with _errors():
@@ -315,15 +342,7 @@ def render(
         ):
             if value is not None:
                 extra.append(f"render.{name}={json.dumps(value)}")
-        _run(
-            ws,
-            _config(ws, preset, set_, device, extra),
-            ("render",),
-            quiet,
-            verbose,
-            "vid3d render",
-            force=force,
-        )
+        _run(ws, _config(ws, common, extra), ("render",), common, "vid3d render")
 
 
 @app.command()
@@ -347,6 +366,7 @@ def export(
 
 
 @app.command()
+@_common_options(preset=BatchPreset)
 def batch(
     folder: Annotated[Path, typer.Argument(help="Folder of videos (mp4 mov m4v webm mkv avi).")],
     out: Annotated[
@@ -376,41 +396,29 @@ def batch(
         ),
     ] = False,
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (implies --ray).")] = None,
-    preset: Annotated[
-        str | None,
-        typer.Option(
-            "--preset",
-            "-p",
-            help="Preset name or TOML file for every video (default: default); "
-            "vid3d.toml files next to the videos override it.",
-        ),
-    ] = None,
-    set_: Sets = None,
-    device: Device = None,
-    force: Force = False,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
+    *,
+    common: _CommonOptions,
 ) -> None:
     """Reconstruct every video in a folder: resumable, one failure does not stop the rest."""
     from vid3d.batch import run_batch
 
     with _errors():
-        overrides = list(set_ or []) + ([f'device="{device}"'] if device else [])
+        overrides = list(common.sets or []) + ([f'device="{common.device}"'] if common.device else [])
         result = run_batch(
             folder,
             out,
-            preset=preset or "default",
+            preset=common.preset or "default",
             overrides=overrides,
+            force=common.force,
+            monitor=RichBatchMonitor(common.level),
             recursive=recursive,
             glob=glob,
             jobs=jobs,
             fail_fast=fail_fast,
-            force=force,
             ray=ray,
             ray_address=ray_address,
-            monitor=RichBatchMonitor(0 if quiet else 2 if verbose else 1),
         )
-        if not quiet:
+        if not common.quiet:
             console.print(batch_table(result))
             console.print(f"summary: {result.summary_csv}", highlight=False)
     if result.failed:

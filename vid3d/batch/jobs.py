@@ -1,16 +1,18 @@
 """The jobs of a batch and their results: :class:`Job`, the statuses, a video's summary
-row (:class:`VideoResult`, :func:`job_result`), the plan (:func:`plan_batch`) and the
-summary files (:func:`write_summary`)."""
+row (:class:`VideoResult`, :func:`job_result`), the plan (:func:`plan_batch`), the
+summary files (:func:`write_summary`) and the :class:`Ledger` that keeps them current
+while a batch runs."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
 import io
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vid3d import __version__
 from vid3d.batch.configs import video_config
@@ -19,6 +21,9 @@ from vid3d.config import Config
 from vid3d.errors import InputError, Vid3dError
 from vid3d.pipeline import STAGES, is_up_to_date, stage_inputs
 from vid3d.workspace import Workspace, write_json, write_text
+
+if TYPE_CHECKING:
+    from vid3d.batch.monitor import BatchMonitor
 
 SUMMARY_FIELDS = (
     "video",
@@ -262,3 +267,74 @@ def write_summary(
         },
     )
     return csv_path, json_path
+
+
+def now() -> str:
+    """The local time, as ``summary.json`` records when a batch started and finished."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class Ledger:
+    """The rows of a running batch, by job key; every change rewrites the summary files.
+
+    Args:
+        plan: Every job of the batch, in order.
+        out: The output folder.
+        meta: The batch's settings, written into ``summary.json``.
+        monitor: Told about started and finished jobs.
+        fail_fast: A failure stops the batch.
+    """
+
+    def __init__(
+        self, plan: list[Job], out: Path, meta: dict[str, Any], monitor: BatchMonitor, fail_fast: bool
+    ):
+        self.plan, self.out, self.meta = plan, out, meta
+        self.monitor, self.fail_fast = monitor, fail_fast
+        self.rows: dict[str, VideoResult] = {j.name: VideoResult(j.rel, j.name, QUEUED) for j in plan}
+
+    def ordered(self) -> list[VideoResult]:
+        return [self.rows[j.name] for j in self.plan]
+
+    def save(self) -> None:
+        write_summary(self.ordered(), self.out, self.meta)
+
+    def skip_finished(self) -> list[Job]:
+        """Mark the videos whose stages are all up to date ``skipped``; returns the others."""
+        todo = []
+        for job in self.plan:
+            ws = Workspace(job.workspace)
+            if (
+                not job.force
+                and all(ws.manifest_path(s).is_file() for s in STAGES)
+                and len(finished_stages(job)) == len(STAGES)
+            ):
+                self.rows[job.name] = job_result(job, SKIPPED, skipped=STAGES)
+            else:
+                todo.append(job)
+        self.save()
+        return todo
+
+    def show_skipped(self) -> None:
+        for job in self.plan:
+            if self.rows[job.name].status == SKIPPED:
+                self.monitor.job_finished(job, self.rows[job.name])
+
+    def started(self, job: Job) -> None:
+        self.rows[job.name] = dataclasses.replace(self.rows[job.name], status=RUNNING)
+        self.monitor.job_started(job)
+        self.save()
+
+    def finished(self, job: Job, result: VideoResult) -> bool:
+        """Record a result; True when the batch must stop (fail fast)."""
+        self.rows[job.name] = result
+        self.monitor.job_finished(job, result)
+        self.save()
+        return self.fail_fast and result.status == FAILED
+
+    def cancel_unfinished(self, todo: list[Job], error: str) -> None:
+        """Mark the jobs still queued or running ``cancelled``; the batch has ended."""
+        for job in todo:
+            if self.rows[job.name].status in (QUEUED, RUNNING):
+                self.rows[job.name] = job_result(job, CANCELLED, error=error)
+        self.meta["finished"] = now()
+        self.save()

@@ -3,36 +3,19 @@ others with the local or the Ray scheduler, and keeps the summary files current.
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from vid3d.batch.gpus import prepare_gpu_workers
-from vid3d.batch.jobs import (
-    CANCELLED,
-    FAILED,
-    QUEUED,
-    RUNNING,
-    SKIPPED,
-    BatchResult,
-    Job,
-    VideoResult,
-    finished_stages,
-    job_result,
-    plan_batch,
-    write_summary,
-)
+from vid3d.batch.jobs import BatchResult, Job, Ledger, now, plan_batch
 from vid3d.batch.local import run_local
 from vid3d.batch.monitor import BatchMonitor, NullMonitor
 from vid3d.batch.on_ray import run_ray
-from vid3d.pipeline import STAGES
 from vid3d.transaction import claim_results
-from vid3d.workspace import Workspace
 
 
 def run_batch(
@@ -106,10 +89,10 @@ def run_batch(
         "out": str(out),
         "preset": preset,
         "overrides": list(overrides),
-        "started": _now(),
+        "started": now(),
         "backend": backend,
     }
-    ledger = _Ledger(plan, out, meta, monitor, fail_fast)
+    ledger = Ledger(plan, out, meta, monitor, fail_fast)
     todo = ledger.skip_finished()
     monitor.start(plan, len(todo), backend)
     with _sigterm_interrupts():
@@ -128,7 +111,7 @@ def run_batch(
 
 def _run_todo(
     todo: list[Job],
-    ledger: _Ledger,
+    ledger: Ledger,
     use_ray: bool,
     jobs: int | None,
     ray_address: str | None,
@@ -144,72 +127,6 @@ def _run_todo(
         return run_ray(todo, ray_address, jobs, ray_cpus, ray_gpus, monitor, ledger.started, ledger.finished)
     cuda_ok = kernels is not None and kernels["state"] == "loaded"
     return run_local(todo, jobs, monitor, ledger.started, ledger.finished, cuda_ok=cuda_ok)
-
-
-class _Ledger:
-    """The rows of a running batch, by job key; every change rewrites the summary files.
-
-    Args:
-        plan: Every job of the batch, in order.
-        out: The output folder.
-        meta: The batch's settings, written into ``summary.json``.
-        monitor: Told about started and finished jobs.
-        fail_fast: A failure stops the batch.
-    """
-
-    def __init__(
-        self, plan: list[Job], out: Path, meta: dict[str, Any], monitor: BatchMonitor, fail_fast: bool
-    ):
-        self.plan, self.out, self.meta = plan, out, meta
-        self.monitor, self.fail_fast = monitor, fail_fast
-        self.rows: dict[str, VideoResult] = {j.name: VideoResult(j.rel, j.name, QUEUED) for j in plan}
-
-    def ordered(self) -> list[VideoResult]:
-        return [self.rows[j.name] for j in self.plan]
-
-    def save(self) -> None:
-        write_summary(self.ordered(), self.out, self.meta)
-
-    def skip_finished(self) -> list[Job]:
-        """Mark the videos whose stages are all up to date ``skipped``; returns the others."""
-        todo = []
-        for job in self.plan:
-            ws = Workspace(job.workspace)
-            if (
-                not job.force
-                and all(ws.manifest_path(s).is_file() for s in STAGES)
-                and len(finished_stages(job)) == len(STAGES)
-            ):
-                self.rows[job.name] = job_result(job, SKIPPED, skipped=STAGES)
-            else:
-                todo.append(job)
-        self.save()
-        return todo
-
-    def show_skipped(self) -> None:
-        for job in self.plan:
-            if self.rows[job.name].status == SKIPPED:
-                self.monitor.job_finished(job, self.rows[job.name])
-
-    def started(self, job: Job) -> None:
-        self.rows[job.name] = dataclasses.replace(self.rows[job.name], status=RUNNING)
-        self.monitor.job_started(job)
-        self.save()
-
-    def finished(self, job: Job, result: VideoResult) -> bool:
-        """Record a result; True when the batch must stop (fail fast)."""
-        self.rows[job.name] = result
-        self.monitor.job_finished(job, result)
-        self.save()
-        return self.fail_fast and result.status == FAILED
-
-    def cancel_unfinished(self, todo: list[Job], error: str) -> None:
-        """Mark the jobs still queued or running ``cancelled``; the batch has ended."""
-        for job in todo:
-            if self.rows[job.name].status in (QUEUED, RUNNING):
-                self.rows[job.name] = job_result(job, CANCELLED, error=error)
-        self.meta["finished"] = _now()
-        self.save()
 
 
 @contextmanager
@@ -229,7 +146,3 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

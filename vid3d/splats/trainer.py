@@ -228,18 +228,9 @@ class Trainer:
         return ((1 - w) * self.exposure[j0] + w * self.exposure[j1]).detach()
 
     def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        c = self.cfg
-        lrs = dict(
-            means=c.lr_means * self.scene_scale,
-            quats=c.lr_quats,
-            scales=c.lr_scales,
-            opacities=c.lr_opacities,
-            sh0=c.lr_sh0,
-            shN=c.lr_shN,
-        )
         return {
             name: torch.optim.Adam([{"params": self.splats[name], "lr": lr, "name": name}], eps=1e-15)
-            for name, lr in lrs.items()
+            for name, lr in learning_rates(self.cfg, self.scene_scale).items()
         }
 
     def sh_degree_now(self) -> int:
@@ -497,26 +488,35 @@ def _set_numpy_rng_state(st: dict[str, Any]) -> None:
     )
 
 
+def learning_rates(cfg: SplatConfig, scene_scale: float) -> dict[str, float]:
+    """Adam's learning rate for each parameter; that of the means scales with the scene."""
+    return dict(
+        means=cfg.lr_means * scene_scale,
+        quats=cfg.lr_quats,
+        scales=cfg.lr_scales,
+        opacities=cfg.lr_opacities,
+        sh0=cfg.lr_sh0,
+        shN=cfg.lr_shN,
+    )
+
+
 def make_strategy(cfg: SplatConfig) -> DefaultStrategy | MCMCStrategy:
     """The densification strategy a config asks for."""
+    common = dict(  # what both strategies take: the refinement schedule, no printing
+        refine_start_iter=cfg.refine_start,
+        refine_stop_iter=cfg.refine_stop,
+        refine_every=cfg.refine_every,
+        verbose=False,
+    )
     if cfg.strategy == "default":
         return DefaultStrategy(
             grow_grad2d=cfg.grow_grad2d,
-            refine_start_iter=cfg.refine_start,
-            refine_stop_iter=cfg.refine_stop,
-            refine_every=cfg.refine_every,
             reset_every=cfg.reset_every,
             max_gaussians=cfg.max_gaussians,
-            verbose=False,
+            **common,
         )
     if cfg.strategy == "mcmc":
-        return MCMCStrategy(
-            cap_max=cfg.max_gaussians,
-            refine_start_iter=cfg.refine_start,
-            refine_stop_iter=cfg.refine_stop,
-            refine_every=cfg.refine_every,
-            verbose=False,
-        )
+        return MCMCStrategy(cap_max=cfg.max_gaussians, **common)
     raise TrainingError(
         f"unknown densification strategy {cfg.strategy!r}", 'use --set splat.strategy="default" or "mcmc"'
     )

@@ -210,6 +210,46 @@ def render_video(
     """
     out_path = Path(out_path)
     n = len(camtoworlds)
+    _check_video_inputs(n, Ks, side_images, preview)
+    frames = render_frames(
+        splats,
+        sh_degree,
+        camtoworlds,
+        Ks,
+        width,
+        height,
+        device=device,
+        backend=backend,
+        background=background,
+    )
+    if side_images is not None:
+        frames = _beside_inputs(frames, side_images, width, height)
+    video_w = width * 2 if side_images is not None else width
+    with ExitStack() as stack:
+        tmp_video = stack.enter_context(atomic_path(out_path))
+        writer = VideoWriter(tmp_video, video_w, height, fps=fps, crf=crf, preset=x264_preset)
+        first, (render_s, encode_s, first_s) = _encode_frames(frames, n, writer, out_path.name, reporter)
+        companions, preview_s = _write_companions(
+            stack,
+            out_path,
+            tmp_video,
+            first,
+            thumbnail=thumbnail,
+            preview=preview,
+            preview_width=preview_width,
+            fps=fps,
+            camera_path=camera_path,
+            reporter=reporter,
+        )
+        encode_s += preview_s
+    outputs = {"video": str(out_path), **companions}
+    return _video_metrics(n, fps, video_w, height, render_s, encode_s, first_s, outputs)
+
+
+def _check_video_inputs(
+    n: int, Ks: np.ndarray, side_images: Sequence[Path | np.ndarray] | None, preview: str
+) -> None:
+    """Raise unless there are cameras, one intrinsics (and side image) each, and a known preview."""
     if n < 1:
         raise RenderError("the camera path has no frames", "raise render.seconds or render.fps")
     if len(Ks) != n:
@@ -218,77 +258,104 @@ def render_video(
         raise RenderError(f"{n} cameras but {len(side_images)} side-by-side images")
     if preview not in PREVIEW_FORMATS:
         raise ConfigError(f"unknown preview format {preview!r}", f"use one of {', '.join(PREVIEW_FORMATS)}")
-    video_w = width * 2 if side_images is not None else width
-    outputs: dict[str, str] = {"video": str(out_path)}
+
+
+def _beside_inputs(
+    frames: Iterator[np.ndarray], side_images: Sequence[Path | np.ndarray], width: int, height: int
+) -> Iterator[np.ndarray]:
+    """Put each frame's input image on its left, letterboxed to ``width x height``; a repeat is not reread."""
+    last_src, last_img = None, None
+    for src, frame in zip(side_images, frames):
+        if isinstance(src, np.ndarray):
+            img = src
+        elif last_src == src:
+            img = last_img
+        else:
+            img = _load_image(Path(src))
+            last_src, last_img = src, img
+        yield np.concatenate([letterbox(img, width, height), frame], axis=1)
+
+
+def _encode_frames(
+    frames: Iterator[np.ndarray], n: int, writer: VideoWriter, name: str, reporter: Reporter
+) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Stream ``n`` frames into ``writer``; the first frame and (render, encode, first frame) seconds."""
     render_s = encode_s = first_s = 0.0
-    name = out_path.name
-    with ExitStack() as stack:
-        tmp_video = stack.enter_context(atomic_path(out_path))
-        writer = VideoWriter(tmp_video, video_w, height, fps=fps, crf=crf, preset=x264_preset)
-        frames = render_frames(
-            splats,
-            sh_degree,
-            camtoworlds,
-            Ks,
-            width,
-            height,
-            device=device,
-            backend=backend,
-            background=background,
-        )
-        first = None
-        last_side = (None, None)
-        with reporter.task(f"Rendering {name}", total=n) as task, writer:
-            for i in range(n):
-                t0 = time.perf_counter()
-                frame = next(frames)
-                if side_images is not None:
-                    src = side_images[i]
-                    if isinstance(src, np.ndarray):
-                        img = src
-                    elif last_side[0] == src:
-                        img = last_side[1]
-                    else:
-                        img = _load_image(Path(src))
-                        last_side = (src, img)
-                    frame = np.concatenate([letterbox(img, width, height), frame], axis=1)
-                t1 = time.perf_counter()
-                writer.write(frame)
-                t2 = time.perf_counter()
-                render_s += t1 - t0
-                encode_s += t2 - t1
-                if first is None:
-                    first, first_s = frame, t1 - t0
-                task.advance()
-                task.update(info=f"{(i + 1) / max(render_s + encode_s, 1e-9):.2f} frames/s")
+    first = None
+    with reporter.task(f"Rendering {name}", total=n) as task, writer:
+        for i in range(n):
+            t0 = time.perf_counter()
+            frame = next(frames)
+            t1 = time.perf_counter()
+            writer.write(frame)
             t2 = time.perf_counter()
-        encode_s += time.perf_counter() - t2  # ffmpeg finishing the file
-        if thumbnail:
-            png = out_path.with_suffix(".png")
-            write_png(stack.enter_context(atomic_path(png)), first)
-            outputs["thumbnail"] = str(png)
-        if preview != "none":
-            prev = out_path.with_suffix(f".{preview}")
-            t3 = time.perf_counter()
-            with reporter.task(f"Writing {prev.name}", total=None):
-                write_preview(
-                    tmp_video,
-                    stack.enter_context(atomic_path(prev)),
-                    width=preview_width,
-                    fps=min(float(fps), 15.0),
-                    max_seconds=10.0,
-                    format=preview,
-                )
-            encode_s += time.perf_counter() - t3
-            outputs["preview"] = str(prev)
-        if camera_path is not None:
-            js = out_path.with_suffix(".json")
-            camera_path.save(stack.enter_context(atomic_path(js)))
-            outputs["path"] = str(js)
+            render_s += t1 - t0
+            encode_s += t2 - t1
+            if first is None:
+                first, first_s = frame, t1 - t0
+            task.advance()
+            task.update(info=f"{(i + 1) / max(render_s + encode_s, 1e-9):.2f} frames/s")
+        t2 = time.perf_counter()
+    encode_s += time.perf_counter() - t2  # ffmpeg finishing the file
+    return first, (render_s, encode_s, first_s)
+
+
+def _write_companions(
+    stack: ExitStack,
+    out_path: Path,
+    tmp_video: Path,
+    first: np.ndarray,
+    *,
+    thumbnail: bool,
+    preview: str,
+    preview_width: int,
+    fps: float,
+    camera_path: CameraPath | None,
+    reporter: Reporter,
+) -> tuple[dict[str, str], float]:
+    """Write the thumbnail, preview and path file beside ``out_path``; their paths and preview seconds."""
+    outputs: dict[str, str] = {}
+    preview_s = 0.0
+    if thumbnail:
+        png = out_path.with_suffix(".png")
+        write_png(stack.enter_context(atomic_path(png)), first)
+        outputs["thumbnail"] = str(png)
+    if preview != "none":
+        prev = out_path.with_suffix(f".{preview}")
+        t3 = time.perf_counter()
+        with reporter.task(f"Writing {prev.name}", total=None):
+            write_preview(
+                tmp_video,
+                stack.enter_context(atomic_path(prev)),
+                width=preview_width,
+                fps=min(float(fps), 15.0),
+                max_seconds=10.0,
+                format=preview,
+            )
+        preview_s = time.perf_counter() - t3
+        outputs["preview"] = str(prev)
+    if camera_path is not None:
+        js = out_path.with_suffix(".json")
+        camera_path.save(stack.enter_context(atomic_path(js)))
+        outputs["path"] = str(js)
+    return outputs, preview_s
+
+
+def _video_metrics(
+    n: int,
+    fps: float,
+    width: int,
+    height: int,
+    render_s: float,
+    encode_s: float,
+    first_s: float,
+    outputs: dict[str, str],
+) -> dict[str, Any]:
+    """:func:`render_video`'s figures of a video of ``n`` frames and its outputs."""
     return {
         "frames": n,
         "fps": float(fps),
-        "width": video_w,
+        "width": width,
         "height": height,
         "seconds": n / float(fps),
         "render_seconds": round(render_s, 3),
@@ -378,6 +445,38 @@ def _rel(ws: Workspace, path: str) -> str:
         return str(path)
 
 
+def _camera_path(
+    ws: Workspace, rc: RenderConfig, from_file: bool, reporter: Reporter
+) -> tuple[CameraPath, list[Path] | None, CameraPath | None]:
+    """The path to render (SfM frame), the side-by-side input images, and the path to save as JSON."""
+    if from_file:
+        path = CameraPath.load(Path(rc.path))
+        path.name = Path(rc.path).stem
+        path.fps = float(rc.fps)
+        reporter.log(f"camera path from {rc.path}: {len(path)} frames at {path.width}x{path.height}")
+        return path, None, None
+    from vid3d.sfm import load_scene
+
+    scene = load_scene(ws)
+    times = input_times(ws, scene.names)
+    if not rc.side_by_side:
+        path = build_path(rc, scene, times)
+        return path, None, path
+    width, height = output_size(rc.resolution, rc.aspect, (scene.width, scene.height))
+    idx = input_frame_indices(len(scene), _n_frames(rc), times)
+    Ks = letterbox_intrinsics(scene.Ks[idx], scene.width, scene.height, width, height)
+    path = CameraPath(
+        camtoworlds=scene.camtoworlds[idx],
+        Ks=Ks,
+        width=width,
+        height=height,
+        fps=float(rc.fps),
+        loop=False,
+        name="side_by_side",
+    )
+    return path, [scene.image_paths[i] for i in idx], None
+
+
 def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER) -> dict[str, Any]:
     """Render the workspace's splats along ``cfg.render.path`` into ``renders/``.
 
@@ -419,36 +518,7 @@ def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER) -> dict[
     ckpt = load_checkpoint(ws.ckpt, device="cpu", require_finished=True)  # valid and finished
     T = np.asarray(ckpt.normalization, dtype=np.float64)  # SfM frame -> splats' frame
 
-    side_images = None
-    save_path = None
-    if from_file:
-        path = CameraPath.load(Path(rc.path))
-        path.name = Path(rc.path).stem
-        path.fps = float(rc.fps)
-        reporter.log(f"camera path from {rc.path}: {len(path)} frames at {path.width}x{path.height}")
-    else:
-        from vid3d.sfm import load_scene
-
-        scene = load_scene(ws)
-        times = input_times(ws, scene.names)
-        if rc.side_by_side:
-            width, height = output_size(rc.resolution, rc.aspect, (scene.width, scene.height))
-            n = _n_frames(rc)
-            idx = input_frame_indices(len(scene), n, times)
-            Ks = letterbox_intrinsics(scene.Ks[idx], scene.width, scene.height, width, height)
-            path = CameraPath(
-                camtoworlds=scene.camtoworlds[idx],
-                Ks=Ks,
-                width=width,
-                height=height,
-                fps=float(rc.fps),
-                loop=False,
-                name="side_by_side",
-            )
-            side_images = [scene.image_paths[i] for i in idx]
-        else:
-            path = build_path(rc, scene, times)
-            save_path = path
+    path, side_images, save_path = _camera_path(ws, rc, from_file, reporter)
     out = ws.renders / f"{path.name}.mp4"
     result = render_video(
         ckpt.splats,
