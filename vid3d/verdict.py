@@ -24,7 +24,7 @@ from vid3d.config import FramesConfig
 from vid3d.errors import NoParallaxError, NotEnoughFramesError, NotEnoughMotionError, TooMuchMotionError
 from vid3d.progress import Reporter
 
-MIN_FRAMES = 4
+MIN_FRAMES = 3
 """Fewer kept frames than this stop the run: too few views to triangulate and train on."""
 FEW_FRAMES = 12
 """Fewer kept frames than this (or a shot shorter than :data:`SHORT_SHOT` seconds) is doubtful."""

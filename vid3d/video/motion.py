@@ -188,6 +188,12 @@ _DISTINCT_RING = 2.0
 would grow over all of it."""
 
 
+_Flows = dict[tuple[int, int], np.ndarray]
+"""Dense flows by ordered frame pair ``(i, j)``: ``[h, w, 2]`` float32, frame i's pixels to frame j."""
+_Checks = dict[tuple[int, int], np.ndarray]
+"""Their forward-backward checks: ``[h, w]`` bool, False where frame i's pixel is lost in frame j."""
+
+
 @dataclass
 class _PairModel:
     """The camera motion of one ordered pair of analysis frames."""
@@ -325,35 +331,19 @@ def _fit_pair(
             F = None
         if F is not None and F.shape != (3, 3):  # several solutions stacked: none is sure
             F = None
+
+    def homography_only(inlier_ratio: float, share: float) -> _PairModel:
+        """The pair's model when H explains it (no parallax, or a still camera)."""
+        noise = _noise_line(h_disp[h_inl], h_res[h_inl])
+        return _PairModel(Hd, None, F, Hd, (0.0, 0.0), True, inlier_ratio, share, parallax, noise)
+
     if F is None:
-        return _PairModel(
-            Hd,
-            None,
-            F,
-            Hd,
-            (0.0, 0.0),
-            True,
-            float("nan"),
-            0.0,
-            parallax,
-            _noise_line(h_disp[h_inl], h_res[h_inl]),
-        )
+        return homography_only(float("nan"), 0.0)
     f_res = _sampson(F, p1, p2)
     inl = f_res < cfg.ransac_threshold  # MAGSAC's own mask, and defined both ways
     share = float(np.mean(f_res < cfg.parallax_threshold)) - float(np.mean(h_res < cfg.parallax_threshold))
     if share < cfg.rotation_only_share or inl.sum() < 10:  # H explains it as well as F
-        return _PairModel(
-            Hd,
-            None,
-            F,
-            Hd,
-            (0.0, 0.0),
-            True,
-            float(inl.mean()),
-            share,
-            parallax,
-            _noise_line(h_disp[h_inl], h_res[h_inl]),
-        )
+        return homography_only(float(inl.mean()), share)
     e2 = np.linalg.svd(F.T)[2][-1]  # F^T e2 = 0
     e2 = e2 / np.linalg.norm(e2)
     if reverse is not None and reverse.e2 is not None:
@@ -488,7 +478,7 @@ def _flows(
     its flow is wrong: nothing is carried from frame j to it)."""
     n = len(grey)
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    flows: dict[tuple[int, int], np.ndarray] = {}
+    flows: _Flows = {}
     need = set(_offsets(cfg.max_offset)) | set(range(1, cfg.temporal_window + 1))
     for d in sorted(need):
         for i in range(n - d):
@@ -507,10 +497,7 @@ def _flows(
 
 
 def _evidence(
-    flows: dict[tuple[int, int], np.ndarray],
-    fb: dict[tuple[int, int], np.ndarray],
-    votes: list[np.ndarray],
-    cfg: MotionConfig,
+    flows: _Flows, fb: _Checks, votes: list[np.ndarray], cfg: MotionConfig
 ) -> tuple[list[np.ndarray], dict[tuple[int, int], _PairModel]]:
     """Per frame, the mean normalised residual over its pairs ``[h, w]`` float32 (0
     where no pair votes), and every pair's camera motion.
@@ -561,12 +548,7 @@ def _warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
     )
 
 
-def _smooth(
-    evidence: list[np.ndarray],
-    flows: dict[tuple[int, int], np.ndarray],
-    fb: dict[tuple[int, int], np.ndarray],
-    window: int,
-) -> list[np.ndarray]:
+def _smooth(evidence: list[np.ndarray], flows: _Flows, fb: _Checks, window: int) -> list[np.ndarray]:
     """The evidence averaged over ``window`` frames each side, warped along the flow (a
     neighbour adds 0 where the pixel fails the forward-backward check: no ghost of a
     subject on the background it uncovers), and blurred a little in space."""
@@ -595,12 +577,7 @@ def _components_with_seed(cand: np.ndarray, seed: np.ndarray) -> np.ndarray:
     return keep[lab]
 
 
-def _hysteresis(
-    smooth: list[np.ndarray],
-    flows: dict[tuple[int, int], np.ndarray],
-    fb: dict[tuple[int, int], np.ndarray],
-    cfg: MotionConfig,
-) -> list[np.ndarray]:
+def _hysteresis(smooth: list[np.ndarray], flows: _Flows, fb: _Checks, cfg: MotionConfig) -> list[np.ndarray]:
     """Seeds ``[h, w]`` bool: pixels above ``threshold`` grown over the connected pixels
     above ``low_threshold``, and followed along the flow (forwards and backwards):
     while the evidence stays above ``low_threshold``, and for up to ``temporal_window``
@@ -648,8 +625,8 @@ def _fit_affine(p1: np.ndarray, p2: np.ndarray) -> np.ndarray | None:
 def _refine(
     i: int,
     seed: np.ndarray,
-    flows: dict[tuple[int, int], np.ndarray],
-    fb: dict[tuple[int, int], np.ndarray],
+    flows: _Flows,
+    fb: _Checks,
     models: dict[tuple[int, int], _PairModel],
     votes: np.ndarray,
     cfg: MotionConfig,
@@ -726,12 +703,7 @@ def _refine(
     return out
 
 
-def _vote(
-    masks: list[np.ndarray],
-    flows: dict[tuple[int, int], np.ndarray],
-    fb: dict[tuple[int, int], np.ndarray],
-    window: int,
-) -> list[np.ndarray]:
+def _vote(masks: list[np.ndarray], flows: _Flows, fb: _Checks, window: int) -> list[np.ndarray]:
     """Temporal majority: a pixel stays where at least half of the masks of the frames
     within ``window`` (itself included, warped along the flow onto it) have it. Frames
     where the pixel fails the forward-backward check do not vote: the background a
