@@ -90,6 +90,18 @@ def test_rotations_match_reference(solved):
 
 
 @needs_data
+def test_walkthrough_verdict_is_ok_with_the_reference_field_of_view(solved):
+    _, m = solved
+    line = (DATA / "re10k" / "poses" / f"{CLIP}.txt").read_text().splitlines()[1]
+    fx = float(line.split()[1])  # focal length / image width
+    reference = math.degrees(2 * math.atan(0.5 / fx))
+    assert abs(m["fov_deg"] - reference) < 0.1 * reference, (m["fov_deg"], reference)
+    v = m["verdict"]
+    assert v["level"] == "ok" and v["reasons"] == []
+    assert v["figures"]["registered_fraction"] == 1.0 and v["figures"]["fov_deg"] == m["fov_deg"]
+
+
+@needs_data
 def test_outputs_and_metrics(solved):
     ws, m = solved
     for f in ("cameras.bin", "images.bin", "points3D.bin"):

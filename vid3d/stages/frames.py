@@ -77,6 +77,11 @@ def image_name(index: int) -> str:
     return IMAGE_NAME.format(index=index)
 
 
+def frame_index(name: str) -> int:
+    """The video frame index of an ``images/`` file name (:func:`image_name`'s inverse)."""
+    return int(Path(name).stem.rsplit("_", 1)[1])
+
+
 def run(
     video: Path, ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER, shot: int | None = None
 ) -> dict[str, Any]:
