@@ -27,9 +27,10 @@ import numpy as np
 import torch
 
 from vid3d.camera_paths import make_path
+from vid3d.device import resolve_device
 from vid3d.splats.model import init_splats
 from vid3d.splats.rasterize import resolve_backend
-from vid3d.stages.render import render_frames, resolve_device
+from vid3d.stages.render import render_frames
 from vid3d.video.encode import VideoWriter, output_size
 
 GARDEN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsplat" / "test_garden.npz"
@@ -75,11 +76,7 @@ def main() -> None:
     # Warm-up (kernel compilation, caches) on a tiny frame.
     tiny = make_path("orbit", c2w, Ks, w, h, 64, 36, 1, points=points)
     t = time.perf_counter()
-    next(
-        render_frames(
-            splats, args.sh_degree, tiny.camtoworlds, tiny.Ks, 64, 36, device=device, backend=backend
-        )
-    )
+    next(render_frames(splats, args.sh_degree, tiny, device=device, backend=backend))
     print(f"warm-up (first call): {time.perf_counter() - t:.2f} s")
 
     print(f"{'resolution':>10} {'size':>10} {'render fps':>11} {'s/frame':>8} {'encode fps':>11}")
@@ -88,9 +85,7 @@ def main() -> None:
         path = make_path("orbit", c2w, Ks, w, h, W, H, args.frames, points=points)
         frames = []
         t = time.perf_counter()
-        for f in render_frames(
-            splats, args.sh_degree, path.camtoworlds, path.Ks, W, H, device=device, backend=backend
-        ):
+        for f in render_frames(splats, args.sh_degree, path, device=device, backend=backend):
             frames.append(f)
         render_s = time.perf_counter() - t
         with tempfile.TemporaryDirectory() as tmp:

@@ -24,6 +24,7 @@ from vid3d.batch import (
     DONE,
     FAILED,
     SKIPPED,
+    BatchSpec,
     NullMonitor,
     VideoResult,
     find_videos,
@@ -170,7 +171,7 @@ def test_plan_and_summary_files(tmp_path: Path):
     d = tmp_path / "videos"
     _touch(d / "x.mp4", "?")
     _touch(d / "y.mov", "?")
-    jobs = plan_batch(d, tmp_path / "out", preset="fast", overrides=["splat.steps=7"])
+    jobs = plan_batch(BatchSpec(d, tmp_path / "out", preset="fast", overrides=("splat.steps=7",)))
     assert [j.rel for j in jobs] == ["x.mp4", "y.mov"]
     assert all(j.config.splat.steps == 7 and j.workspace.parent == (tmp_path / "out").resolve() for j in jobs)
     rows = [
@@ -204,7 +205,7 @@ def test_a_workspace_locked_by_another_batch_is_busy(tmp_path: Path):
     (ws / ".vid3d" / "workspace.json").write_text("{}")
     with open(ws / ".vid3d" / "lock", "a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as another vid3d process would
-        result = run_batch(folder, out, overrides=['device="cpu"'], jobs=1)
+        result = run_batch(BatchSpec(folder, out, overrides=('device="cpu"',)), jobs=1)
     assert [r.status for r in result.rows] == [BUSY] and result.ok
     assert not (ws / "frames.json").exists()
 
@@ -338,9 +339,8 @@ def test_a_crashed_worker_is_a_failure_and_the_batch_goes_on(tmp_path: Path):
     shutil.copy(data_path(GOOD[0]), folder / "a.mp4")
     _touch(folder / "broken.mp4", "not a video")
     monitor = _Killer("a-")
-    result = run_batch(
-        folder, tmp_path / "out", preset="fast", overrides=SETS + ['device="cpu"'], jobs=1, monitor=monitor
-    )
+    spec = BatchSpec(folder, tmp_path / "out", preset="fast", overrides=(*SETS, 'device="cpu"'))
+    result = run_batch(spec, jobs=1, monitor=monitor)
     assert monitor.killed
     a, broken = result.rows
     assert a.status == FAILED and a.error_type == "WorkerCrash" and "SIGKILL" in a.error

@@ -268,15 +268,11 @@ def cuda_trained(scene, tmp_path_factory):
 
 
 def _frames(splats, sh_degree, scene, device) -> np.ndarray:
+    from vid3d.camera_paths import CameraPath
     from vid3d.stages.render import render_frames
 
-    return np.stack(
-        list(
-            render_frames(
-                splats, sh_degree, scene.camtoworlds, scene.Ks, scene.width, scene.height, device=device
-            )
-        )
-    ).astype(float)
+    cameras = CameraPath(scene.camtoworlds, scene.Ks, scene.width, scene.height)
+    return np.stack(list(render_frames(splats, sh_degree, cameras, device=device))).astype(float)
 
 
 def test_a_cuda_checkpoint_renders_on_the_cpu(cuda_trained):
@@ -306,11 +302,7 @@ def test_render_on_cuda_agrees_with_the_cpu(cuda_trained):
     from vid3d.stages.render import render_frames
 
     def frames(device):
-        return np.stack(
-            list(
-                render_frames(splats, trainer.cfg.sh_degree, path.camtoworlds, path.Ks, 96, 54, device=device)
-            )
-        ).astype(float)
+        return np.stack(list(render_frames(splats, trainer.cfg.sh_degree, path, device=device))).astype(float)
 
     on_gpu, on_cpu = frames("cuda"), frames("cpu")
     assert on_gpu.shape == (12, 54, 96, 3) and on_cpu.mean() > 5

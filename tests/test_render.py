@@ -207,10 +207,7 @@ def test_render_orbit_of_real_splats(tmp_path: Path, garden) -> None:
     res = render.render_video(
         g["splats"],
         1,
-        path.camtoworlds,
-        path.Ks,
-        64,
-        36,
+        path,
         out,
         fps=8,
         crf=20,
@@ -258,10 +255,7 @@ def test_render_side_by_side_doubles_width(tmp_path: Path, garden) -> None:
     res = render.render_video(
         g["splats"],
         1,
-        g["c2w"][[0, 0, 1]],
-        Ks,
-        W,
-        H,
+        CameraPath(g["c2w"][[0, 0, 1]], Ks, W, H),
         out,
         fps=3,
         side_images=[image, image, image],
@@ -283,7 +277,7 @@ def test_render_error_leaves_nothing(tmp_path: Path, garden) -> None:
     path = make_path("orbit", g["c2w"], g["Ks"], g["width"], g["height"], 64, 36, 2)
     with pytest.raises(RenderError):
         render.render_video(
-            g["splats"], 1, path.camtoworlds, path.Ks, 64, 36, out, backend="gsplat", camera_path=path
+            g["splats"], 1, path, out, backend="gsplat", camera_path=path
         )  # CPU tensors: gsplat fails
     assert out.read_bytes() == b"an earlier video"
     assert [p.name for p in tmp_path.iterdir()] == ["orbit.mp4"]
@@ -328,7 +322,7 @@ def test_run_from_a_path_file(tmp_path: Path, garden) -> None:
     assert info["frames"] == 6 and info["faststart"]
     frames = decode(ws.renders / "my_path.mp4").astype(np.float64)
     # Same picture as rendering the un-normalised splats along the path directly.
-    direct = np.stack(list(render.render_frames(g["splats"], 1, path.camtoworlds, path.Ks, 64, 36)))
+    direct = np.stack(list(render.render_frames(g["splats"], 1, path)))
     assert np.abs(frames - direct).mean() < 4
     assert frames.mean() > 20
 
@@ -515,20 +509,13 @@ def test_gsplat_renders_only_where_cuda_and_its_kernels_are(tmp_path: Path) -> N
     c2w = np.eye(4)
     c2w[2, 3] = -4.0
     K = np.array([[40.0, 0, 32], [0, 40.0, 18], [0, 0, 1]])
-    frames = lambda: list(
-        render.render_frames(
-            splats,
-            0,
-            c2w[None],
-            K[None],
-            64,
-            36,  # noqa: E731
-            device=auto_device(),
-            backend="gsplat",
-        )
-    )
+    cameras = CameraPath(c2w[None], K[None], 64, 36)
+
+    def frames():
+        return list(render.render_frames(splats, 0, cameras, device=auto_device(), backend="gsplat"))
+
     if auto_device() == "cuda":
-        cpu = list(render.render_frames(splats, 0, c2w[None], K[None], 64, 36))
+        cpu = list(render.render_frames(splats, 0, cameras))
         assert np.abs(frames()[0].astype(float) - cpu[0]).mean() <= 1.0
     else:
         with pytest.raises(RenderError):

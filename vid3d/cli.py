@@ -400,19 +400,22 @@ def batch(
     common: _CommonOptions,
 ) -> None:
     """Reconstruct every video in a folder: resumable, one failure does not stop the rest."""
-    from vid3d.batch import run_batch
+    from vid3d.batch import BatchSpec, run_batch
 
     with _errors():
         overrides = list(common.sets or []) + ([f'device="{common.device}"'] if common.device else [])
-        result = run_batch(
+        spec = BatchSpec(
             folder,
             out,
             preset=common.preset or "default",
-            overrides=overrides,
-            force=common.force,
-            monitor=RichBatchMonitor(common.level),
+            overrides=tuple(overrides),
             recursive=recursive,
             glob=glob,
+            force=common.force,
+        )
+        result = run_batch(
+            spec,
+            monitor=RichBatchMonitor(common.level),
             jobs=jobs,
             fail_fast=fail_fast,
             ray=ray,

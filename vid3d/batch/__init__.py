@@ -48,7 +48,7 @@ The modules, in the order a batch uses them:
 
 - :mod:`.discovery`: finding the videos, naming their workspaces;
 - :mod:`.configs`: the override files and each video's configuration;
-- :mod:`.jobs`: jobs, result rows, statuses, the plan and the summary files;
+- :mod:`.jobs`: jobs, result rows, statuses, what to batch, the plan and the summary files;
 - :mod:`.runner`: :func:`run_batch`, which ties the rest together;
 - :mod:`.monitor`: what a batch tells its display (the CLI's is
   :class:`vid3d.console.RichBatchMonitor`);
@@ -70,6 +70,7 @@ from vid3d.batch.jobs import (
     SKIPPED,
     SUMMARY_FIELDS,
     BatchResult,
+    BatchSpec,
     Job,
     VideoResult,
     finished_stages,
@@ -95,6 +96,7 @@ __all__ = [
     "VIDEO_SUFFIXES",
     "BatchMonitor",
     "BatchResult",
+    "BatchSpec",
     "EventReporter",
     "Job",
     "NullMonitor",

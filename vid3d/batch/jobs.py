@@ -1,7 +1,7 @@
 """The jobs of a batch and their results: :class:`Job`, the statuses, a video's summary
-row (:class:`VideoResult`, :func:`job_result`), the plan (:func:`plan_batch`), the
-summary files (:func:`write_summary`) and the :class:`Ledger` that keeps them current
-while a batch runs."""
+row (:class:`VideoResult`, :func:`job_result`), what to batch (:class:`BatchSpec`) and
+its plan (:func:`plan_batch`), the summary files (:func:`write_summary`) and the
+:class:`Ledger` that keeps them current while a batch runs."""
 
 from __future__ import annotations
 
@@ -185,38 +185,52 @@ def job_result(
     )
 
 
-def plan_batch(
-    folder: Path,
-    out: Path,
-    *,
-    preset: str = "default",
-    overrides: Sequence[str] = (),
-    recursive: bool = False,
-    glob: str | None = None,
-    force: bool = False,
-) -> list[Job]:
+@dataclass(frozen=True)
+class BatchSpec:
+    """What a batch reconstructs: which videos, where their workspaces go, and how each
+    is configured. ``folder`` and ``out`` are made absolute when the spec is made."""
+
+    folder: Path
+    """Folder of videos (mp4, mov, m4v, webm, mkv, avi)."""
+    out: Path
+    """Output folder: a workspace per video (``out/<workspace_name>``), ``summary.csv``,
+    ``summary.json``."""
+    preset: str = "default"
+    """Batch preset: bundled name or TOML file."""
+    overrides: tuple[str, ...] = ()
+    """``SECTION.FIELD=VALUE`` strings applied to every video, last."""
+    recursive: bool = False
+    """Search sub-folders."""
+    glob: str | None = None
+    """Keep only videos whose relative path or name matches (see
+    :func:`vid3d.batch.find_videos`); None: all."""
+    force: bool = False
+    """Run every stage even when up to date."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "folder", Path(self.folder).resolve())
+        object.__setattr__(self, "out", Path(self.out).resolve())
+        object.__setattr__(self, "overrides", tuple(self.overrides))
+
+
+def plan_batch(spec: BatchSpec) -> list[Job]:
     """The jobs of a batch: one per video found, with its workspace and configuration.
 
-    Args:
-        folder: Folder of videos.
-        out: Output folder; workspaces go to ``out/<workspace_name>``.
-        preset: Batch preset (bundled name or TOML file). Default: "default".
-        overrides: ``SECTION.FIELD=VALUE`` strings applied to every video, last.
-        recursive: Search sub-folders. Default: False.
-        glob: Keep only matching videos (see :func:`vid3d.batch.find_videos`). Default: all.
-        force: Run every stage even when up to date. Default: False.
+    Raises:
+        InputError: No videos in ``spec.folder``. ConfigError: a bad preset, override
+        or override file.
     """
-    folder, out = Path(folder).resolve(), Path(out).resolve()
-    videos = find_videos(folder, recursive=recursive, glob=glob, exclude=[out])
+    folder, out = spec.folder, spec.out
+    videos = find_videos(folder, recursive=spec.recursive, glob=spec.glob, exclude=[out])
     if not videos:
-        where = "" if recursive else " (sub-folders are searched only with --recursive)"
+        where = "" if spec.recursive else " (sub-folders are searched only with --recursive)"
         raise InputError(
             f"no videos in {folder}{where}",
             f"videos end in {', '.join(VIDEO_SUFFIXES)}; check --glob and --recursive",
         )
     jobs = []
     for v in videos:
-        cfg, files = video_config(v, folder, preset, overrides)
+        cfg, files = video_config(v, folder, spec.preset, spec.overrides)
         name = workspace_name(v, folder)
         jobs.append(
             Job(
@@ -226,7 +240,7 @@ def plan_batch(
                 workspace=out / name,
                 config=cfg,
                 config_files=[f.relative_to(folder).as_posix() for f in files],
-                force=force,
+                force=spec.force,
             )
         )
     return jobs

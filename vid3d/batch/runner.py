@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from vid3d.batch.gpus import prepare_gpu_workers
-from vid3d.batch.jobs import BatchResult, Job, Ledger, now, plan_batch
+from vid3d.batch.jobs import BatchResult, BatchSpec, Job, Ledger, now, plan_batch
 from vid3d.batch.local import run_local
 from vid3d.batch.monitor import BatchMonitor, NullMonitor
 from vid3d.batch.on_ray import run_ray
@@ -19,16 +18,10 @@ from vid3d.transaction import claim_results
 
 
 def run_batch(
-    folder: Path,
-    out: Path,
+    spec: BatchSpec,
     *,
-    preset: str = "default",
-    overrides: Sequence[str] = (),
-    recursive: bool = False,
-    glob: str | None = None,
     jobs: int | None = None,
     fail_fast: bool = False,
-    force: bool = False,
     ray: bool = False,
     ray_address: str | None = None,
     ray_cpus: float | None = None,
@@ -44,18 +37,12 @@ def run_batch(
     every video, so they are current even if the batch is killed.
 
     Args:
-        folder: Folder of videos (mp4, mov, m4v, webm, mkv, avi).
-        out: Output folder: a workspace per video, ``summary.csv``, ``summary.json``.
-        preset: Batch preset: bundled name or TOML file. Default: "default".
-        overrides: ``SECTION.FIELD=VALUE`` for every video, applied last.
-        recursive: Search sub-folders. Default: False.
-        glob: Keep only videos whose relative path or name matches. Default: all.
+        spec: The videos, the output folder and the configuration (:class:`BatchSpec`).
         jobs: Videos at a time. Local default: :func:`vid3d.batch.default_jobs`. On Ray:
             most tasks in flight (default: as many as there are videos; Ray schedules by
             resources).
         fail_fast: Stop at the first failure; the running videos are stopped and the rest
             are ``cancelled``. Default: False.
-        force: Run every stage even when up to date. Default: False.
         ray: Run one Ray task per video: connects to the cluster in ``RAY_ADDRESS`` or a
             running local one, else starts a local instance; a Ray already initialised in
             this process is used as it is. Default: False.
@@ -76,19 +63,17 @@ def run_batch(
         override file. Vid3dError: Ray asked for but not installed. KeyboardInterrupt
         is re-raised after the workers are stopped and the summary is written.
     """
-    out = Path(out).resolve()
-    plan = plan_batch(
-        folder, out, preset=preset, overrides=overrides, recursive=recursive, glob=glob, force=force
-    )
+    out = spec.out
+    plan = plan_batch(spec)
     use_ray = ray or ray_address is not None
     monitor = monitor or NullMonitor()
     claim_results(out)
     backend = "ray" if use_ray else "local"
     meta = {
-        "folder": str(Path(folder).resolve()),
+        "folder": str(spec.folder),
         "out": str(out),
-        "preset": preset,
-        "overrides": list(overrides),
+        "preset": spec.preset,
+        "overrides": list(spec.overrides),
         "started": now(),
         "backend": backend,
     }

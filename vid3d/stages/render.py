@@ -72,10 +72,7 @@ def render_inputs(
 def render_frames(
     splats: dict[str, torch.Tensor],
     sh_degree: int,
-    camtoworlds: np.ndarray,
-    Ks: np.ndarray,
-    width: int,
-    height: int,
+    cameras: CameraPath,
     *,
     device: torch.device | str = "cpu",
     backend: str = "auto",
@@ -88,9 +85,8 @@ def render_frames(
     Args:
         splats: Raw parameters (see :func:`render_inputs`), in the cameras' frame.
         sh_degree: SH degree to evaluate (at most that of ``shN``).
-        camtoworlds: [F, 4, 4] cameras, OpenCV axes.
-        Ks: [F, 3, 3] pixel intrinsics.
-        width, height: Image size.
+        cameras: The F cameras (``camtoworlds`` [F, 4, 4], OpenCV axes; ``Ks``
+            [F, 3, 3] pixel intrinsics) and the image size, in the splats' frame.
         device: Torch device. Default: "cpu".
         backend: Rasterizer backend ("auto", "gsplat", "cpu", "torch"). Default: "auto".
         background: RGB in [0, 1]. Default: black.
@@ -105,8 +101,9 @@ def render_frames(
     K_max = g["colors"].shape[1]
     sh_degree = int(min(sh_degree, int(np.sqrt(K_max)) - 1))
     bg = torch.tensor([list(background)], dtype=torch.float32, device=device)  # [1, 3]
-    c2w = np.asarray(camtoworlds, dtype=np.float64)
-    Ks = np.asarray(Ks, dtype=np.float64)
+    c2w = np.asarray(cameras.camtoworlds, dtype=np.float64)  # [F, 4, 4]
+    Ks = np.asarray(cameras.Ks, dtype=np.float64)  # [F, 3, 3]
+    width, height = cameras.width, cameras.height
     last_key, last = None, None
     for i in range(len(c2w)):
         key = (c2w[i].tobytes(), Ks[i].tobytes())
@@ -153,10 +150,7 @@ def _load_image(path: Path) -> np.ndarray:
 def render_video(
     splats: dict[str, torch.Tensor],
     sh_degree: int,
-    camtoworlds: np.ndarray,
-    Ks: np.ndarray,
-    width: int,
-    height: int,
+    cameras: CameraPath,
     out_path: Path,
     *,
     fps: float = 30,
@@ -181,9 +175,10 @@ def render_video(
     Args:
         splats: Raw Gaussian parameters in the cameras' frame (see :func:`render_inputs`).
         sh_degree: SH degree to evaluate.
-        camtoworlds: [F, 4, 4] cameras, OpenCV axes.
-        Ks: [F, 3, 3] pixel intrinsics for ``width x height`` images.
-        width, height: Size of the rendered frames (even).
+        cameras: The F cameras to render from, in the splats' frame: ``camtoworlds``
+            [F, 4, 4] (OpenCV axes), ``Ks`` [F, 3, 3] pixel intrinsics for
+            ``width x height`` images, the size of the rendered frames (even). Its
+            ``fps`` and ``name`` are not used.
         out_path: The .mp4 to write.
         fps: Frames per second. Default: 30.
         crf: x264 constant rate factor. Default: 18.
@@ -197,7 +192,8 @@ def render_video(
         preview: "webp", "gif" or "none". Default: "webp".
         preview_width: Preview width in pixels. Default: 480.
         thumbnail: Write ``<out>.png`` (the first frame). Default: True.
-        camera_path: Saved as ``<out>.json`` when given. Default: None.
+        camera_path: Saved as ``<out>.json`` when given: the path as a user edits it,
+            in the SfM frame (``cameras`` are in the splats' frame). Default: None.
         reporter: Progress display. Default: none.
 
     Returns:
@@ -209,19 +205,9 @@ def render_video(
         ``path``).
     """
     out_path = Path(out_path)
-    n = len(camtoworlds)
-    _check_video_inputs(n, Ks, side_images, preview)
-    frames = render_frames(
-        splats,
-        sh_degree,
-        camtoworlds,
-        Ks,
-        width,
-        height,
-        device=device,
-        backend=backend,
-        background=background,
-    )
+    n, width, height = len(cameras), cameras.width, cameras.height
+    _check_video_inputs(n, cameras.Ks, side_images, preview)
+    frames = render_frames(splats, sh_degree, cameras, device=device, backend=backend, background=background)
     if side_images is not None:
         frames = _beside_inputs(frames, side_images, width, height)
     video_w = width * 2 if side_images is not None else width
@@ -523,10 +509,7 @@ def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER) -> dict[
     result = render_video(
         ckpt.splats,
         ckpt.sh_degree,
-        path.transformed(T).camtoworlds,
-        path.Ks,
-        path.width,
-        path.height,
+        path.transformed(T),
         out,
         fps=rc.fps,
         crf=rc.crf,
