@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from pathlib import Path
@@ -111,6 +112,10 @@ def test_reconstruct_writes_every_output(workspace: Path):
     assert (ws / "vid3d.toml").is_file()
     page = (ws / "report.html").read_text()
     assert "<svg" in page and "held-out PSNR" in page  # the training curve
+    # the orbit's contact sheet, inlined: the page is one file
+    sheet = (ws / "renders" / "orbit.sheet.png").read_bytes()
+    assert f"data:image/png;base64,{base64.b64encode(sheet).decode()}" in page
+    assert "Verdict: " in page
 
 
 def test_rerun_skips_every_stage(workspace: Path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -155,8 +156,6 @@ def test_preview_and_thumbnail(tmp_path: Path) -> None:
     data = webp.read_bytes()
     assert data[:4] == b"RIFF" and data[8:12] == b"WEBP" and b"ANIM" in data[:64]
     assert gif.read_bytes()[:6] == b"GIF89a"
-    import cv2
-
     img = cv2.imread(str(png))[..., ::-1]
     np.testing.assert_array_equal(img, moving_bar(3))
 
@@ -218,7 +217,7 @@ def test_render_orbit_of_real_splats(tmp_path: Path, garden) -> None:
     )
     assert res["frames"] == 8 and (res["width"], res["height"]) == (64, 36)
     assert res["seconds"] == pytest.approx(1.0) and res["render_fps"] > 0
-    assert set(res["outputs"]) == {"video", "preview", "thumbnail", "path"}
+    assert set(res["outputs"]) == {"video", "preview", "thumbnail", "sheet", "path"}
     for p in res["outputs"].values():
         assert Path(p).is_file()
     info = inspect_mp4(out)
@@ -234,12 +233,25 @@ def test_render_orbit_of_real_splats(tmp_path: Path, garden) -> None:
     for f in frames:  # not blank: lit, textured
         assert f.mean() > 20 and f.std() > 5
     assert np.abs(frames[0] - frames[4]).mean() > 2  # the camera moves
+    # the contact sheet: all 8 frames in a 3-column grid 1280 pixels wide, in order
+    sheet = cv2.imread(res["outputs"]["sheet"])[..., ::-1].astype(np.float64)
+    cw = (render.SHEET_WIDTH - 2 * 4) // 3
+    ch = round(36 * cw / 64)
+    assert sheet.shape == (3 * ch + 8, 3 * cw + 8, 3)
+    for k in (0, 4, 7):
+        r, c = divmod(k, 3)
+        cell = sheet[r * (ch + 4) : r * (ch + 4) + ch, c * (cw + 4) : c * (cw + 4) + cw]
+        small = cv2.resize(frames[k], (cw, ch), interpolation=cv2.INTER_AREA)
+        assert np.abs(cell - small).mean() < 8  # the frame (the video went through x264)
+        assert np.abs(cell - cv2.resize(frames[(k + 4) % 8], (cw, ch))).mean() > np.abs(cell - small).mean()
+    assert sheet[2 * (ch + 4) :, 2 * (cw + 4) :].max() <= 24  # the ninth cell is empty
     back = CameraPath.load(Path(res["outputs"]["path"]))
     np.testing.assert_array_equal(back.camtoworlds, path.camtoworlds)
     assert sorted(p.name for p in out.parent.iterdir()) == [
         "orbit.json",
         "orbit.mp4",
         "orbit.png",
+        "orbit.sheet.png",
         "orbit.webp",
     ]
 
@@ -314,7 +326,12 @@ def test_run_from_a_path_file(tmp_path: Path, garden) -> None:
     assert res["name"] == "my_path" and res["frames"] == 6 and res["fps"] == 6
     assert (res["width"], res["height"]) == (64, 36) and res["device"] == auto_device()
     assert res["video"] == "renders/my_path.mp4"
-    assert res["outputs"] == ["renders/my_path.mp4", "renders/my_path.png", "renders/my_path.gif"]
+    assert res["outputs"] == [
+        "renders/my_path.mp4",
+        "renders/my_path.png",
+        "renders/my_path.sheet.png",
+        "renders/my_path.gif",
+    ]
     import json
 
     json.dumps(res)  # JSON-serialisable
@@ -380,6 +397,7 @@ def test_run_orbit_on_a_workspace(tmp_path: Path, monkeypatch) -> None:
     assert res["outputs"] == [
         "renders/orbit.mp4",
         "renders/orbit.png",
+        "renders/orbit.sheet.png",
         "renders/orbit.webp",
         "renders/orbit.json",
     ]
@@ -403,6 +421,7 @@ def test_run_orbit_on_a_workspace(tmp_path: Path, monkeypatch) -> None:
     assert again["name"] == "orbit" and again["outputs"] == [
         "renders/orbit.mp4",
         "renders/orbit.png",
+        "renders/orbit.sheet.png",
         "renders/orbit.webp",
     ]
     assert np.abs(decode(ws.renders / "orbit.mp4").astype(np.float64) - frames).mean() < 1.0

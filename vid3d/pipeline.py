@@ -11,6 +11,7 @@ one transaction under the workspace's lock (:mod:`vid3d.transaction`).
 
 from __future__ import annotations
 
+import base64
 import copy
 import html
 import json
@@ -321,18 +322,32 @@ def write_report(ws: Workspace) -> dict[str, Any]:
         }
     )
     write_json(ws.report_json, report)
-    write_text(ws.report_html, _report_html(report))
+    sheets = {}
+    for name in _rendered_videos(report):
+        sheet = ws.renders / Path(name).with_suffix(".sheet.png")
+        if sheet.is_file():  # inlined: the page stays one file
+            sheets[name] = base64.b64encode(sheet.read_bytes()).decode("ascii")
+    write_text(ws.report_html, _report_html(report, sheets))
     return report
 
 
-def _report_html(report: dict[str, Any]) -> str:
+def _report_html(report: dict[str, Any], sheets: dict[str, str] | None = None) -> str:
+    """The page: verdict, videos with their contact sheets (``sheets``: video name ->
+    base64 PNG), training curve, the stages' figures and report.json."""
     rows = []
     for stage, s in report["stages"].items():
         shown = {k: v for k, v in s["metrics"].items() if not isinstance(v, (list, dict))}
         cells = "<br>".join(f"<b>{html.escape(str(k))}</b>: {html.escape(_fmt(v))}" for k, v in shown.items())
         rows.append(f"<tr><td>{stage}</td><td>{s['seconds']:.1f} s</td><td>{cells}</td></tr>")
     videos = "".join(
-        f'<video src="renders/{p}" controls loop muted width="640"></video>' for p in _rendered_videos(report)
+        f'<video src="renders/{p}" controls loop muted width="640"></video>'
+        + (
+            f'<p><img alt="frames of {html.escape(p)}" style="max-width:100%" '
+            f'src="data:image/png;base64,{(sheets or {})[p]}"></p>'
+            if p in (sheets or {})
+            else ""
+        )
+        for p in _rendered_videos(report)
     )
     v = report.get("verdict") or {"level": "ok", "reasons": []}
     said = "".join(f"<li>{html.escape(r['message'])}</li>" for r in v["reasons"])

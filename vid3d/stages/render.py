@@ -27,6 +27,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -169,7 +170,8 @@ def render_video(
     """Render the splats along cameras and stream the frames into an H.264 mp4.
 
     ``out_path`` and its companions (``.webp``/``.gif`` preview, ``.png``
-    thumbnail, ``.json`` camera path) appear together at the end; on any error
+    thumbnail, ``.sheet.png`` contact sheet of 9 frames, ``.json`` camera path)
+    appear together at the end; on any error
     none of them is written and earlier files of those names are kept.
 
     Args:
@@ -201,8 +203,8 @@ def render_video(
         ``seconds`` (its length), ``render_seconds``, ``encode_seconds`` (x264 and
         the preview), ``render_fps`` (frames rendered per second, the first frame
         left out), ``first_frame_seconds`` (includes rasterizer warm-up),
-        ``outputs`` (kind -> path string: ``video``, ``thumbnail``, ``preview``,
-        ``path``).
+        ``outputs`` (kind -> path string: ``video``, ``thumbnail``, ``sheet``,
+        ``preview``, ``path``).
     """
     out_path = Path(out_path)
     n, width, height = len(cameras), cameras.width, cameras.height
@@ -214,12 +216,12 @@ def render_video(
     with ExitStack() as stack:
         tmp_video = stack.enter_context(atomic_path(out_path))
         writer = VideoWriter(tmp_video, video_w, height, fps=fps, crf=crf, preset=x264_preset)
-        first, (render_s, encode_s, first_s) = _encode_frames(frames, n, writer, out_path.name, reporter)
+        sampled, (render_s, encode_s, first_s) = _encode_frames(frames, n, writer, out_path.name, reporter)
         companions, preview_s = _write_companions(
             stack,
             out_path,
             tmp_video,
-            first,
+            sampled,
             thumbnail=thumbnail,
             preview=preview,
             preview_width=preview_width,
@@ -262,12 +264,43 @@ def _beside_inputs(
         yield np.concatenate([letterbox(img, width, height), frame], axis=1)
 
 
+SHEET_GRID = (3, 3)
+"""Rows and columns of the contact sheet written beside every video."""
+SHEET_WIDTH = 1280
+"""Width of the contact sheet in pixels (its frames are scaled to fit)."""
+
+
+def contact_sheet(frames: Sequence[np.ndarray], columns: int, width: int = SHEET_WIDTH) -> np.ndarray:
+    """The frames in a grid of ``columns`` (RGB uint8, all one size), scaled so that the
+    sheet is ``width`` pixels wide, a 4-pixel dark gap between them; empty cells dark."""
+    h, w = frames[0].shape[:2]
+    gap = 4
+    cw = max(8, (width - gap * (columns - 1)) // columns)
+    ch = max(8, round(h * cw / w))
+    rows = -(-len(frames) // columns)
+    sheet = np.full((rows * ch + gap * (rows - 1), columns * cw + gap * (columns - 1), 3), 24, np.uint8)
+    for k, f in enumerate(frames):
+        r, c = divmod(k, columns)
+        y, x = r * (ch + gap), c * (cw + gap)
+        sheet[y : y + ch, x : x + cw] = cv2.resize(f, (cw, ch), interpolation=cv2.INTER_AREA)
+    return sheet
+
+
+def sheet_indices(n: int, cells: int) -> list[int]:
+    """The frames of an ``n``-frame video a contact sheet of ``cells`` shows: evenly spread,
+    first and last included."""
+    return sorted({int(round(i)) for i in np.linspace(0, n - 1, min(n, cells))})
+
+
 def _encode_frames(
     frames: Iterator[np.ndarray], n: int, writer: VideoWriter, name: str, reporter: Reporter
-) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """Stream ``n`` frames into ``writer``; the first frame and (render, encode, first frame) seconds."""
+) -> tuple[list[np.ndarray], tuple[float, float, float]]:
+    """Stream ``n`` frames into ``writer``; the contact sheet's frames (the first one
+    first) and (render, encode, first frame) seconds."""
     render_s = encode_s = first_s = 0.0
     first = None
+    wanted = set(sheet_indices(n, SHEET_GRID[0] * SHEET_GRID[1]))
+    kept: list[np.ndarray] = []
     with reporter.task(f"Rendering {name}", total=n) as task, writer:
         for i in range(n):
             t0 = time.perf_counter()
@@ -279,18 +312,20 @@ def _encode_frames(
             encode_s += t2 - t1
             if first is None:
                 first, first_s = frame, t1 - t0
+            if i in wanted:
+                kept.append(frame)
             task.advance()
             task.update(info=f"{(i + 1) / max(render_s + encode_s, 1e-9):.2f} frames/s")
         t2 = time.perf_counter()
     encode_s += time.perf_counter() - t2  # ffmpeg finishing the file
-    return first, (render_s, encode_s, first_s)
+    return kept, (render_s, encode_s, first_s)
 
 
 def _write_companions(
     stack: ExitStack,
     out_path: Path,
     tmp_video: Path,
-    first: np.ndarray,
+    sampled: list[np.ndarray],
     *,
     thumbnail: bool,
     preview: str,
@@ -299,13 +334,17 @@ def _write_companions(
     camera_path: CameraPath | None,
     reporter: Reporter,
 ) -> tuple[dict[str, str], float]:
-    """Write the thumbnail, preview and path file beside ``out_path``; their paths and preview seconds."""
+    """Write the thumbnail (``sampled[0]``), the contact sheet (``sampled``), preview and
+    path file beside ``out_path``; their paths and preview seconds."""
     outputs: dict[str, str] = {}
     preview_s = 0.0
     if thumbnail:
         png = out_path.with_suffix(".png")
-        write_png(stack.enter_context(atomic_path(png)), first)
+        write_png(stack.enter_context(atomic_path(png)), sampled[0])
         outputs["thumbnail"] = str(png)
+    sheet = out_path.with_suffix(".sheet.png")
+    write_png(stack.enter_context(atomic_path(sheet)), contact_sheet(sampled, SHEET_GRID[1]))
+    outputs["sheet"] = str(sheet)
     if preview != "none":
         prev = out_path.with_suffix(f".{preview}")
         t3 = time.perf_counter()
