@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -108,3 +109,12 @@ def train_until_stopped(
         resume_path=resume,
         reporter=Recorder(stop_after=stop_after),
     )
+
+
+def binomial_table(n_max: int) -> torch.Tensor:
+    """[n_max, n_max] binomial coefficients, as gsplat's MCMCStrategy builds them."""
+    t = torch.zeros(n_max, n_max)
+    for n in range(n_max):
+        for k in range(n + 1):
+            t[n, k] = math.comb(n, k)
+    return t

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import RESUME, Interrupt, Recorder, small_config, train_until_stopped
+from tests.helpers import RESUME, Interrupt, Recorder, binomial_table, small_config, train_until_stopped
 from tests.synthetic import make_scene
 from vid3d.config import Config
 from vid3d.errors import InputError, TrainingError
 from vid3d.splats.losses import psnr
 from vid3d.splats.model import Checkpoint, export, load_checkpoint, save_checkpoint, to_world
-from vid3d.splats.strategies import binomial_table, compute_relocation_torch
+from vid3d.splats.strategies import compute_relocation_torch
 from vid3d.splats.trainer import Trainer, held_out_ids, load_train_data, train
 from vid3d.stages import splat as splat_stage
 from vid3d.workspace import Workspace, json_safe

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import math
 
 import torch
 from gsplat.strategy import DefaultStrategy as _GsplatDefault
@@ -148,12 +147,3 @@ def install_cpu_fallbacks() -> None:
         return
     ops.compute_relocation = _by_device(ops.compute_relocation, compute_relocation_torch)
     ops.quat_scale_to_covar_preci = _by_device(ops.quat_scale_to_covar_preci, _quat_scale_to_covar_preci)
-
-
-def binomial_table(n_max: int) -> Tensor:
-    """[n_max, n_max] binomial coefficients, as MCMCStrategy builds them."""
-    t = torch.zeros(n_max, n_max)
-    for n in range(n_max):
-        for k in range(n + 1):
-            t[n, k] = math.comb(n, k)
-    return t
