@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.scoring import finished_trainer, frame_names, held_out_psnr  # noqa: E402
-from vid3d.config import load_config  # noqa: E402
+from vid3d.config import Config, load_config  # noqa: E402
 from vid3d.pipeline import run_pipeline  # noqa: E402
 from vid3d.stages.frames import frame_index  # noqa: E402
 from vid3d.workspace import Workspace  # noqa: E402
@@ -49,22 +49,24 @@ BOXES = ROOT / "tests" / "fixtures" / "cogvideox_car_boxes.json"
 VARIANTS = {"plain": ["frames.motion_masks=false", "splat.robust=false"], "handled": []}
 
 
-def run(variant: str, work: Path, extra: list[str]) -> tuple[Workspace, dict]:
+def config(variant: str, extra: list[str]) -> Config:
+    """The ai-video preset with the variant's and the user's overrides."""
+    return load_config("ai-video", ["device=cpu", *VARIANTS[variant], *extra])
+
+
+def run(ws: Workspace, cfg: Config) -> dict:
     """The whole pipeline for one variant; its metrics and stage times."""
-    ws = Workspace(work / variant)
-    cfg = load_config("ai-video", ["device=cpu", *VARIANTS[variant], *extra])
     t0 = time.perf_counter()
     outcomes = run_pipeline(ws, cfg, ("frames", "poses", "splat", "render"), video=CLIP)
     m = {o.stage: o.metrics for o in outcomes}
     m["seconds"] = {o.stage: o.seconds for o in outcomes}
     m["wall_s"] = time.perf_counter() - t0
-    return ws, m
+    return m
 
 
-def score(ws: Workspace, static_masks: Workspace, extra: list[str], variant: str) -> dict:
+def score(ws: Workspace, static_masks: Workspace, cfg: Config) -> dict:
     """PSNR on the static pixels and on all, and the car boxes' reproduced share."""
-    cfg = load_config("ai-video", ["device=cpu", *VARIANTS[variant], *extra]).splat
-    trainer = finished_trainer(ws, cfg)
+    trainer = finished_trainer(ws, cfg.splat)
     data = trainer.data
     names = frame_names(trainer)
     use = {}
@@ -121,16 +123,14 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="vid3d-ai-bench-"))
-    results, workspaces = {}, {}
-    for variant in VARIANTS:
-        ws, m = run(variant, work, args.set)
-        workspaces[variant] = ws
-        results[variant] = m
+    configs = {variant: config(variant, args.set) for variant in VARIANTS}
+    workspaces = {variant: Workspace(work / variant) for variant in VARIANTS}
+    results = {variant: run(workspaces[variant], configs[variant]) for variant in VARIANTS}
     rows = {}
     for variant, ws in workspaces.items():
         m = results[variant]
         rows[variant] = {
-            **score(ws, workspaces["handled"], args.set, variant),
+            **score(ws, workspaces["handled"], configs[variant]),
             "registered": f"{m['poses']['registered']}/{m['poses']['total']}",
             "focal_px": m["poses"]["focal_px"],
             "fov_deg": m["poses"].get("fov_deg"),

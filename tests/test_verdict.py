@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import data_path
 from vid3d import verdict
 from vid3d.config import Config, load_config
-from vid3d.errors import NoParallaxError, NotEnoughFramesError, NotEnoughMotionError
+from vid3d.errors import NoParallaxError, NotEnoughFramesError, NotEnoughMotionError, TooMuchMotionError
 from vid3d.pipeline import run_pipeline
 from vid3d.progress import NULL_REPORTER, CollectingReporter
 from vid3d.stages import frames
@@ -66,7 +66,7 @@ def test_moving_share_is_judged_against_the_limit():
     assert v["level"] == "ok" and v["figures"] == {"moving_mean": 0.1, "moving_max": 0.3}
     verdict.judge_motion(v, {"mean": 0.3, "max": 0.6}, fc, NULL_REPORTER)
     assert v["level"] == "doubtful" and v["reasons"][0]["check"] == "moving"
-    with pytest.raises(Exception, match="moves on its own"):
+    with pytest.raises(TooMuchMotionError, match="moves on its own"):
         verdict.judge_motion(v, {"mean": 0.6, "max": 0.9}, fc, NULL_REPORTER)
 
 

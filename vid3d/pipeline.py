@@ -334,6 +334,7 @@ def write_report(ws: Workspace) -> dict[str, Any]:
 def _report_html(report: dict[str, Any], sheets: dict[str, str] | None = None) -> str:
     """The page: verdict, videos with their contact sheets (``sheets``: video name ->
     base64 PNG), training curve, the stages' figures and report.json."""
+    sheets = sheets or {}
     rows = []
     for stage, s in report["stages"].items():
         shown = {k: v for k, v in s["metrics"].items() if not isinstance(v, (list, dict))}
@@ -343,8 +344,8 @@ def _report_html(report: dict[str, Any], sheets: dict[str, str] | None = None) -
         f'<video src="renders/{p}" controls loop muted width="640"></video>'
         + (
             f'<p><img alt="frames of {html.escape(p)}" style="max-width:100%" '
-            f'src="data:image/png;base64,{(sheets or {})[p]}"></p>'
-            if p in (sheets or {})
+            f'src="data:image/png;base64,{sheets[p]}"></p>'
+            if p in sheets
             else ""
         )
         for p in _rendered_videos(report)

@@ -23,6 +23,7 @@ from typing import Any
 from vid3d.config import FramesConfig
 from vid3d.errors import NoParallaxError, NotEnoughFramesError, NotEnoughMotionError, TooMuchMotionError
 from vid3d.progress import Reporter
+from vid3d.video.motion import NO_PARALLAX_MAJORITY
 
 MIN_FRAMES = 3
 """Fewer kept frames than this stop the run: too few views to triangulate and train on."""
@@ -79,7 +80,7 @@ def judge_frames(
             "try a clip where the camera travels around or along the scene, or lower "
             "frames.min_motion if the motion is real but small",
         )
-    if figures.get("rotation_only", 0.0) > 0.5:
+    if figures.get("rotation_only", 0.0) > NO_PARALLAX_MAJORITY:
         _no_parallax(figures["parallax_score"], figures["rotation_only"])
     if figures["frames"] < MIN_FRAMES:
         raise NotEnoughFramesError(

@@ -163,7 +163,7 @@ class MotionResult:
     @property
     def clip_rotation_only(self) -> bool:
         """Whether most frames are rotation-only: the clip has no usable parallax."""
-        return bool(np.mean(self.rotation_only) > 0.5) if self.rotation_only else False
+        return bool(np.mean(self.rotation_only) > NO_PARALLAX_MAJORITY) if self.rotation_only else False
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -854,7 +854,10 @@ def moving_masks(
         masks=masks,
         fraction=fraction,
         inlier_ratio=_per_frame(models, lambda m: m.inlier_ratio),
-        rotation_only=[bool(np.mean([m.rotation_only for m in ms]) > 0.5) if ms else False for ms in models],
+        rotation_only=[
+            bool(np.mean([m.rotation_only for m in ms]) > NO_PARALLAX_MAJORITY) if ms else False
+            for ms in models
+        ],
         parallax=[p / s for p in _per_frame(models, lambda m: m.parallax)],
         parallax_share=_per_frame(models, lambda m: m.share),
         noise=_per_frame(models, lambda m: m.noise[0]),
@@ -864,6 +867,8 @@ def moving_masks(
     )
 
 
+NO_PARALLAX_MAJORITY = 0.5
+"""A frame, or a clip, is rotation-only when more than this share of its pairs is."""
 _PARALLAX_BASELINE = 0.03
 """Median flow, as a fraction of the long side, that a pair of :func:`clip_parallax`
 should have: enough baseline for parallax, well within what DIS follows."""
@@ -885,7 +890,7 @@ class Parallax:
     @property
     def clip_rotation_only(self) -> bool:
         """Whether most pairs are rotation-only: the clip has no usable parallax."""
-        return self.pairs > 0 and self.rotation_only > 0.5
+        return self.pairs > 0 and self.rotation_only > NO_PARALLAX_MAJORITY
 
 
 def clip_parallax(
