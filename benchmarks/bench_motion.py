@@ -56,7 +56,7 @@ from tests.test_motion import (  # noqa: E402
     sprite_clip,
     textured_patch,
 )
-from vid3d.video.motion import MotionConfig, moving_masks, parallax_score  # noqa: E402
+from vid3d.video.motion import MotionConfig, clip_parallax, moving_masks, parallax_score  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 WALKS = [
@@ -108,19 +108,21 @@ def contact_sheet(
 
 
 def run(frames: list[np.ndarray], cfg: MotionConfig, repeat: int):
+    """The fastest of ``repeat`` mask runs, and the frames stage's parallax check."""
     best = None
     for _ in range(repeat):
         r = moving_masks(frames, config=cfg)
         if best is None or r.seconds < best.seconds:
             best = r
-    return best
+    return best, clip_parallax(frames, config=cfg)
 
 
-def row(name: str, r, recall: str) -> None:
+def row(name: str, r, par, recall: str) -> None:
     n = len(r.masks)
     print(
         f"{name:30s} {n:4d} {np.mean(r.fraction):8.2%} {recall:>22s} {parallax_score(r):9.2f} "
-        f"{'yes' if r.clip_rotation_only else 'no':>9s} {r.seconds / n:8.3f}"
+        f"{'yes' if r.clip_rotation_only else 'no':>9s} {r.seconds / n:8.3f} "
+        f"{par.score:8.2f} {par.rotation_only:8.0%} {par.seconds:7.2f}"
     )
 
 
@@ -147,17 +149,17 @@ def main() -> None:
     print(f"config: {cfg}")
     print(
         f"{'clip':30s} {'n':>4s} {'masked':>8s} {'recall':>22s} {'parallax':>9s} "
-        f"{'rot-only':>9s} {'s/frame':>8s}"
+        f"{'rot-only':>9s} {'s/frame':>8s} {'check':>8s} {'rot pairs':>8s} {'check s':>7s}"
     )
 
     # the car the camera follows
     frames = read_video(DATA / CAR)
-    r = run(frames, cfg, args.repeat)
+    r, par = run(frames, cfg, args.repeat)
     boxes = car_boxes()
     hits = [found(r.masks[i], b) for i, b in boxes.items()]
     cover = np.mean([box_scores(r.masks[i], b)[0] for i, b in boxes.items()])
     flicker = np.median([iou(a, b) for a, b in zip(r.masks, r.masks[1:])])
-    row("cogvideox car", r, f"{sum(hits)}/{len(hits)} (box {cover:.0%})")
+    row("cogvideox car", r, par, f"{sum(hits)}/{len(hits)} (box {cover:.0%})")
     print(
         f"{'':30s} per annotated frame (covered/inside): "
         + " ".join(
@@ -169,17 +171,20 @@ def main() -> None:
 
     # static walkthroughs
     for name in WALKS:
-        row(name, run(read_video(DATA / RE10K / name), cfg, args.repeat), "-")
+        row(name, *run(read_video(DATA / RE10K / name), cfg, args.repeat), "-")
 
     # a sprite moving on its own path
     base = read_video(DATA / RE10K / SPRITE_BASE)
     patch = textured_patch(read_video(DATA / RE10K / SPRITE_DONOR)[0], 40)
     frames, sboxes = sprite_clip(base, patch)
-    r = run(frames, cfg, args.repeat)
+    r, par = run(frames, cfg, args.repeat)
     rec = [float(m[box_mask(m.shape, b)].mean()) for m, b in zip(r.masks, sboxes)]
     outside = np.mean([(m & ~box_mask(m.shape, b, 0.5)).mean() for m, b in zip(r.masks, sboxes)])
     row(
-        "sprite on " + SPRITE_BASE[:8], r, f"{np.mean([x >= 0.8 for x in rec]):.0%} (mean {np.mean(rec):.0%})"
+        "sprite on " + SPRITE_BASE[:8],
+        r,
+        par,
+        f"{np.mean([x >= 0.8 for x in rec]):.0%} (mean {np.mean(rec):.0%})",
     )
     print(f"{'':30s} masked away from the sprite: {outside:.2%}")
     contact_sheet(
@@ -192,13 +197,13 @@ def main() -> None:
 
     # no parallax: a crop window over one still photo
     name, index = PHOTO
-    r = run(sliding_crop_clip(read_video(DATA / RE10K / name)[index]), cfg, args.repeat)
-    row(f"no parallax ({name[:8]} #{index})", r, "-")
+    r, par = run(sliding_crop_clip(read_video(DATA / RE10K / name)[index]), cfg, args.repeat)
+    row(f"no parallax ({name[:8]} #{index})", r, par, "-")
 
     # a fixed camera; a hand passes at the end
     frames = read_video(DATA / "edge" / "static_camera_tree.avi")
-    r = run(frames, cfg, args.repeat)
-    row("static camera tree", r, f"{np.mean(r.fraction[:50]):.1%} / {np.mean(r.fraction[54:]):.1%}")
+    r, par = run(frames, cfg, args.repeat)
+    row("static camera tree", r, par, f"{np.mean(r.fraction[:50]):.1%} / {np.mean(r.fraction[54:]):.1%}")
     print(f"{'':30s} (recall column: masked share before / after the hand enters)")
     contact_sheet(frames, r.masks, list(range(0, len(frames), 5)), args.out / "motion_tree.png")
     print(
