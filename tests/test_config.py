@@ -356,7 +356,7 @@ def test_validate_is_public_and_checks_configs_built_in_code():
     cfg.render.path = "banana"
     with pytest.raises(ConfigError) as e:
         validate(cfg)
-    assert e.value.hint == "set it in the preset or with --set render.path=orbit"
+    assert e.value.hint == "set it in the preset or with --set render.path=auto"  # the default
 
 
 def test_type_errors_stay_one_line_with_the_source():

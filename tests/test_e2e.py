@@ -116,6 +116,13 @@ def test_reconstruct_writes_every_output(workspace: Path):
     sheet = (ws / "renders" / "orbit.sheet.png").read_bytes()
     assert f"data:image/png;base64,{base64.b64encode(sheet).decode()}" in page
     assert "Verdict: " in page
+    # the default path: chosen for the clip (a walk-through: a push-in), and measured
+    render = stages["render"]["metrics"]
+    assert render["path"] == "auto" and render["choice"]["kind"] == "push-in"
+    assert 0.0 < render["coverage"]["worst"] <= render["coverage"]["mean"] <= 1.0
+    assert "Camera path: push-in" in page and "coverage" in page
+    # the splats saved are the cleaned ones, and the metrics say what went
+    assert splat["cleanup"]["after"] == splat["gaussians"] <= splat["cleanup"]["before"]
 
 
 def test_rerun_skips_every_stage(workspace: Path):

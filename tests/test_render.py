@@ -449,6 +449,44 @@ def test_run_orbit_on_a_workspace(tmp_path: Path, monkeypatch) -> None:
     assert not [p for p in ws.renders.iterdir() if ".tmp" in p.name]
 
 
+def test_the_video_takes_the_clips_colours(tmp_path: Path) -> None:
+    """A clip that brightened as it went (its frames' learned exposure corrections grow):
+    the default video is rendered under their mean, "canonical" under none, "frame:N"
+    under frame N's, a held-out frame's interpolated from its neighbours."""
+    from vid3d.splats.model import load_checkpoint
+
+    ws = synthetic_workspace(tmp_path / "ws")
+    ckpt = load_checkpoint(ws.ckpt, "cpu")
+    gain = 0.04 * torch.arange(6, dtype=torch.float32)  # frame i is 1 + 0.04 i as bright
+    exposure = torch.zeros(6, 3, 4)
+    exposure[:, :3, :3] = gain[:, None, None] * torch.eye(3)
+    ckpt.state = {"exposure": exposure}
+    save_checkpoint(ws.ckpt, ckpt)
+    cfg = Config()
+    cfg.render.path, cfg.render.seconds, cfg.render.fps, cfg.render.preview = "orbit", 0.25, 8, "none"
+    cfg.render.resolution, cfg.splat.test_every = "64x36", 4  # frame 2 is held out
+
+    def frames(colors: str) -> np.ndarray:
+        cfg.render.colors = colors
+        res = render.run(ws, cfg)
+        assert res["colors"] == colors
+        return decode(ws.renders / "orbit.mp4").astype(np.float64)
+
+    canonical = frames("canonical")
+    lit = (canonical > 30) & (canonical < 200)  # neither black background nor near saturation
+
+    def gain_of(colors: str) -> float:
+        return float(frames(colors)[lit].mean() / canonical[lit].mean())
+
+    train = [0, 1, 3, 4, 5]
+    assert gain_of("clip") == pytest.approx(1 + float(gain[train].mean()), abs=0.02)
+    assert gain_of("frame:5") == pytest.approx(1.20, abs=0.02)
+    assert gain_of("frame:2") == pytest.approx(1.08, abs=0.02)  # between frames 1 and 3
+    cfg.render.colors = "frame:6"
+    with pytest.raises(ConfigError, match="no registered frame 6"):
+        render.run(ws, cfg)
+
+
 def test_run_side_by_side_on_a_workspace(tmp_path: Path) -> None:
     ws = synthetic_workspace(tmp_path / "ws")
     cfg = Config()

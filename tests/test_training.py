@@ -543,3 +543,39 @@ def test_robust_loss_keeps_a_transient_object_out_of_the_splats(scene):
         err[robust] = float(np.mean([(renders[i] - clean[i]).abs().mean() for i in frames]))
     # measured: 0.097 plain, 0.069 robust
     assert err[True] < 0.85 * err[False], err
+
+
+def test_cleanup_removes_outliers_from_the_finished_splats(scene, tmp_path, monkeypatch):
+    """The splat stage's cleanup: what it removes is gone from the checkpoint and the PLY,
+    the metrics say how many and the PSNR before and after; training can go on after it."""
+    from plyfile import PlyData
+
+    ws = _workspace(tmp_path / "ws", scene, monkeypatch)
+    cfg = Config(device="cpu")
+    cfg.splat = small_config(steps=20)
+    m = splat_stage.run(ws, cfg)
+    c = m["cleanup"]
+    assert c["enabled"] and c["before"] >= c["after"] == m["gaussians"]
+    assert c["before"] - c["after"] == sum(c["removed"].values())
+    assert len(load_checkpoint(ws.ckpt).splats["means"]) == m["gaussians"]
+    assert len(PlyData.read(str(ws.ply))["vertex"]) == m["gaussians"]
+    assert m["psnr"] == c["psnr_after"] and c["psnr_after"] >= c["psnr_before"] - 0.1
+
+    # Made transparent, 50 Gaussians go, exactly those; optimizer and strategy state follow.
+    trainer = Trainer(load_train_data(scene, 4, CPU), small_config(steps=40), CPU)
+    for _ in range(10):
+        trainer.step()
+    n = len(trainer.splats["means"])
+    with torch.no_grad():
+        trainer.splats["opacities"][:50] = -12.0
+    marker = trainer.splats["means"][50:].detach().clone()
+    report = trainer.remove_outliers()
+    assert report["removed"]["transparent"] >= 50 and report["after"] == len(trainer.splats["means"])
+    assert torch.isin(marker[:, 0], trainer.splats["means"][:, 0]).float().mean() > 0.95
+    assert report["after"] <= n - 50
+    for _ in range(3):
+        trainer.step()  # optimizer moments and strategy state match the new size
+
+    cfg.splat = small_config(steps=20, cleanup=False)
+    m = splat_stage.run(ws, cfg)
+    assert m["cleanup"] == {"enabled": False}

@@ -14,7 +14,9 @@ Module map (one line per module; ``tests/test_layout.py`` checks it against the 
     vid3d/device.py                 which torch device a run uses
     vid3d/doctor.py                 what this machine can do (`vid3d doctor`)
     vid3d/scene.py                  cameras and points of a scene, in numpy
-    vid3d/camera_paths.py           camera paths for the rendered video
+    vid3d/camera_paths.py           camera paths for the rendered video: kinds, smoothness, JSON
+    vid3d/coverage.py               how much of a camera's picture the clip observed well
+    vid3d/auto_path.py              the `auto` path: chosen from the cameras, sized by coverage
     vid3d/stages/frames.py          stage 1: video frames to training images and masks
     vid3d/stages/poses.py           stage 2: camera poses with COLMAP (pycolmap)
     vid3d/stages/splat.py           stage 3: splat training and exports
@@ -29,6 +31,7 @@ Module map (one line per module; ``tests/test_layout.py`` checks it against the 
     vid3d/splats/model.py           Gaussian parameters, checkpoints, PLY and .splat exports
     vid3d/splats/trainer.py         training: step, evaluation, checkpoints, densification
     vid3d/splats/strategies.py      gsplat's densification strategies, made to run on CPU too
+    vid3d/splats/cleanup.py         floaters and outliers removed before rendering and export
     vid3d/splats/losses.py          L1, SSIM, PSNR, the robust mask
     vid3d/splats/rasterize.py       one rasterize() for every backend (gsplat CUDA, CPU, torch)
     vid3d/splats/_cpu_kernel.py     the numba CPU rasterizer, forward and backward

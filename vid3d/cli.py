@@ -310,7 +310,11 @@ def train(
 def render(
     workspace: WorkspaceArg,
     path: Annotated[
-        str | None, typer.Option(help="Camera path: orbit, turntable, spiral, input, or a path .json file.")
+        str | None,
+        typer.Option(
+            help="Camera path: auto (default: the kind that suits the clip, sized by coverage), "
+            "orbit, turntable, spiral, push-in, sway, input, or a path .json file."
+        ),
     ] = None,
     seconds: Annotated[float | None, typer.Option(help="Video length.")] = None,
     resolution: Annotated[

@@ -78,7 +78,7 @@ def _quoted(values: typing.Iterable[str]) -> str:
 
 RESOLUTIONS = ("360p", "480p", "720p", "1080p", "1440p", "2160p")
 """Named video sizes (the short side); their pixels are in :data:`vid3d.video.encode.RESOLUTIONS`."""
-PATH_TYPES = ("orbit", "turntable", "spiral", "input")
+PATH_TYPES = ("orbit", "turntable", "spiral", "input", "push-in", "sway", "auto")
 """Named camera paths, as :data:`vid3d.camera_paths.PATH_TYPES`."""
 _SIZE = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*")  # as vid3d.video.encode.output_size
 _ASPECT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*[:/x]\s*(\d+(?:\.\d+)?)\s*")  # as parse_aspect
@@ -107,6 +107,10 @@ RESOLUTION = Format(
     lambda s: s in RESOLUTIONS or _is_size(s),
 )
 ASPECT = Format('"W:H" (such as "16:9", "9:16", "1:1", "4:3") or "input"', _is_aspect)
+COLORS = Format(
+    '"clip", "canonical" or "frame:N" (N a registered frame\'s number, 0 first)',
+    lambda s: s in ("clip", "canonical") or re.fullmatch(r"frame:\d+", s) is not None,
+)
 CAMERA_PATH = Format(
     f'one of {_quoted(PATH_TYPES)} or a camera path file ending in ".json"',
     lambda s: s in PATH_TYPES or is_path_file(s),
@@ -282,6 +286,12 @@ class SplatConfig:
     """Learning rate of the colour correction."""
     exposure_reg: NonNegativeFloat = 0.01
     """Weight pulling each frame's colour correction towards identity."""
+    cleanup: bool = True
+    """When training has finished, remove floaters and outliers
+    (:func:`vid3d.splats.cleanup.find_outliers`: nearly transparent, huge, far outside
+    every view, in fewer than two training views, or haze in front of the surfaces the
+    training views see) from the splats that are saved, exported and rendered; the
+    metrics say how many went and the held-out PSNR before and after. False keeps them."""
     robust: bool = False
     """After the coarse phase, leave out of the loss the regions whose error stays far above
     the frame's typical error (:func:`vid3d.splats.losses.robust_mask`): what moves and the
@@ -353,13 +363,22 @@ class SplatConfig:
 class RenderConfig:
     """The orbit video."""
 
-    path: Annotated[str, CAMERA_PATH] = "orbit"
-    """Camera path: "orbit" (ellipse around the centre), "turntable" (full circle),
-    "spiral" (forward-facing, for clips that move little), "input" (the input camera
-    path, smoothed), or a .json path file written by a previous render (its cameras
-    are in the SfM frame; its size overrides ``resolution`` and ``aspect``). A relative
-    file name is read from the current directory; the file must exist when the
-    configuration is loaded, and cannot be combined with ``side_by_side``."""
+    path: Annotated[str, CAMERA_PATH] = "auto"
+    """Camera path: "auto" (the default: the kind below that suits the input cameras,
+    shrunk until its worst frame is ``coverage_target`` covered; the video is still
+    ``renders/orbit.mp4``), "orbit" (ellipse around the centre, or a sweep of the arc the
+    clip covered), "turntable" (full circle), "spiral" (forward-facing, for clips that
+    move a little sideways), "input" (the input camera path, smoothed and levelled),
+    "push-in" (a dolly forward, for walk-throughs and drone flights), "sway" (a small
+    side-to-side motion, for clips whose camera barely moves), or a .json path file
+    written by a previous render (its cameras are in the SfM frame; its size overrides
+    ``resolution`` and ``aspect``). A relative file name is read from the current
+    directory; the file must exist when the configuration is loaded, and cannot be
+    combined with ``side_by_side``."""
+    coverage_target: Annotated[float, Range(ge=0.0, le=1.0)] = 0.9
+    """Share of the worst frame's pixels the clip must have observed well (seen by two
+    training cameras from within 30 degrees; see :mod:`vid3d.coverage`) for the "auto"
+    path to keep its size, 0 to 1 (0: always full size)."""
     seconds: PositiveFloat = 6.0
     """Length of the video in seconds (> 0)."""
     fps: Annotated[int, Range(ge=1, le=240)] = 30
@@ -386,6 +405,10 @@ class RenderConfig:
     """Animated preview next to the video: "webp", "gif" or "none"."""
     preview_width: Annotated[int, Range(ge=16)] = 480
     """Width of the animated preview in pixels (at least 16)."""
+    colors: Annotated[str, COLORS] = "clip"
+    """Colours of the video: "clip" (the training frames' mean exposure and white
+    balance, so the video looks like the clip), "canonical" (the splats' own colours,
+    as exported), or "frame:N": the colours of registered frame N (0 first)."""
 
 
 @dataclass

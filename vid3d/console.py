@@ -139,7 +139,9 @@ def headline(stage: str, m: dict[str, Any]) -> str:
     if stage == "render":
         outputs = m.get("outputs") or []
         main = next((o for o in outputs if str(o).endswith(".mp4")), "?")
-        return f"{main}: {g('frames')} frames, {g('width')}x{g('height')} @ {g('fps')} fps"
+        cov = m.get("coverage") or {}
+        covered = f", coverage {cov['mean']:.0%} (worst {cov['worst']:.0%})" if cov else ""
+        return f"{main}: {g('frames')} frames, {g('width')}x{g('height')} @ {g('fps')} fps{covered}"
     return ""
 
 

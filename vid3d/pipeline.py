@@ -350,6 +350,7 @@ def _report_html(report: dict[str, Any], sheets: dict[str, str] | None = None) -
         )
         for p in _rendered_videos(report)
     )
+    videos += _path_line(report["stages"].get("render", {}).get("metrics", {}))
     v = report.get("verdict") or {"level": "ok", "reasons": []}
     said = "".join(f"<li>{html.escape(r['message'])}</li>" for r in v["reasons"])
     videos = f"<p><b>Verdict: {html.escape(v['level'])}</b></p><ul>{said}</ul>" + videos
@@ -364,6 +365,23 @@ td{{vertical-align:top;padding:.4em;border-bottom:1px solid #ddd}}</style>
 <details><summary>report.json</summary>
 <pre>{html.escape(json.dumps(report, indent=1)[:200000])}</pre></details>
 """
+
+
+def _path_line(render: dict[str, Any]) -> str:
+    """The camera path the video took and how well the clip covers it, in one paragraph."""
+    choice, cov = render.get("choice") or {}, render.get("coverage") or {}
+    said = []
+    if choice:
+        said.append(
+            f"Camera path: {choice.get('kind')}, {choice.get('amount', 1):.0%} of full size "
+            f"({choice.get('reason')})"
+        )
+    if cov:
+        said.append(
+            f"coverage {cov['mean']:.0%} of the pixels on average, {cov['worst']:.0%} in the "
+            f"worst frame ({cov['worst_frame']}): the share the clip observed well"
+        )
+    return f"<p>{html.escape('; '.join(said))}.</p>" if said else ""
 
 
 def _training_curve(history: list[dict[str, Any]]) -> str:

@@ -66,6 +66,35 @@ def held_out_ids(n: int, test_every: int) -> list[int]:
     return [i for i in range(1, n - 1) if i % test_every == test_every // 2]
 
 
+def interpolated_exposure(exposure: torch.Tensor, train_ids: list[int], i: int) -> torch.Tensor:
+    """Frame ``i``'s colour correction: its own when it was trained on, else interpolated
+    in time from the training frames before and after it (the nearest one at the clip's ends).
+
+    Frames are in time order, and a camera's auto exposure and white balance drift
+    slowly, so a held-out frame's colour is predicted from its neighbours alone; the
+    frame itself is never looked at.
+
+    Args:
+        exposure: [N, 3, 4] per-frame deltas from the identity colour transform.
+        train_ids: The frames trained on, ascending.
+        i: The frame.
+
+    Returns:
+        [3, 4] delta from identity (zeros without training frames).
+    """
+    if i in train_ids:
+        return exposure[i]
+    before = [j for j in train_ids if j < i]
+    after = [j for j in train_ids if j > i]
+    if not before and not after:
+        return torch.zeros_like(exposure[0])
+    if not before or not after:
+        return exposure[(before or after)[-1 if before else 0]]
+    j0, j1 = before[-1], after[0]
+    w = (i - j0) / (j1 - j0)
+    return (1 - w) * exposure[j0] + w * exposure[j1]
+
+
 @dataclass
 class TrainData:
     """Training images and cameras in the normalised frame."""
@@ -211,21 +240,39 @@ class Trainer:
         return render @ A.T + E[:, 3]
 
     def interpolated_exposure(self, i: int) -> torch.Tensor:
-        """The colour correction of a held-out frame, interpolated in time from the
-        training frames before and after it (the nearest one at the clip's ends).
+        """The colour correction of a held-out frame (:func:`interpolated_exposure`)."""
+        return interpolated_exposure(self.exposure.detach(), self.data.train_ids, i)
 
-        Frames are in time order, and a camera's auto exposure and white balance drift
-        slowly, so a held-out frame's colour is predicted from its neighbours alone; the
-        frame itself is never looked at. Returns a [3, 4] delta from identity.
+    def remove_outliers(self) -> dict[str, Any]:
+        """Remove floaters and outliers (:func:`vid3d.splats.cleanup.find_outliers`,
+        against the training cameras) from the splats, their optimizer moments and the
+        strategy state, in place.
+
+        Returns:
+            The cleanup's report (:func:`vid3d.splats.cleanup.clean_splats`).
         """
-        train = self.data.train_ids
-        before = [j for j in train if j < i]
-        after = [j for j in train if j > i]
-        if not before or not after:
-            return self.exposure[(before or after)[-1 if before else 0]].detach()
-        j0, j1 = before[-1], after[0]
-        w = (i - j0) / (j1 - j0)
-        return ((1 - w) * self.exposure[j0] + w * self.exposure[j1]).detach()
+        from gsplat.strategy.ops import remove
+
+        from vid3d.splats.cleanup import find_outliers
+
+        t0 = time.perf_counter()
+        ids = self.data.train_ids or list(range(len(self.data.images)))
+        c2w = torch.linalg.inv(self.data.viewmats[ids].double()).cpu().numpy()
+        Ks = self.data.Ks[ids].double().cpu().numpy()
+        splats = {k: v.detach() for k, v in self.splats.items()}
+        before = len(splats["means"])
+        keep, counts = find_outliers(splats, c2w, Ks, self.data.width, self.data.height, backend=self.backend)
+        if not bool(keep.all()):
+            state = {k: v for k, v in self.strategy_state.items() if torch.is_tensor(v) and len(v) == before}
+            remove(self.splats, self.optimizers, state, ~keep.to(self.device))
+            self.strategy_state.update(state)
+        return {
+            "enabled": True,
+            "before": before,
+            "after": len(self.splats["means"]),
+            "removed": counts,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
 
     def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {
@@ -637,10 +684,11 @@ def train(
                 save_checkpoint(resume_path, trainer.checkpoint(config_hash))
     seconds = time.perf_counter() - t0
     trainer.train_seconds = base + seconds
+    cleanup = _clean(trainer, reporter) if cfg.cleanup else {"enabled": False}
     save_checkpoint(ckpt_path, trainer.checkpoint(config_hash, finished=True))  # checks finiteness
     if resume_path is not None:
         Path(resume_path).unlink(missing_ok=True)
-    final = trainer.history[-1]
+    final = {**trainer.history[-1], **cleanup.pop("evaluation", {})}
     first = trainer.history[0]
     metrics = {
         "steps": trainer.step_count,
@@ -660,6 +708,7 @@ def train(
         "psnr_per_frame": final["frames"],
         "psnr_initial": first["psnr"] if first["step"] == 0 else None,
         "opacity_resets": trainer.strategy.resets,
+        "cleanup": cleanup,
         "steps_per_second": (trainer.step_count - resumed_from) / seconds if seconds > 0 else None,
         "train_seconds": seconds,
         "device": str(device),
@@ -667,6 +716,25 @@ def train(
         "history": trainer.history,
     }
     return trainer, json_safe(metrics)
+
+
+def _clean(trainer: Trainer, reporter: Reporter) -> dict[str, Any]:
+    """:meth:`Trainer.remove_outliers`, and held-out PSNR after it (``evaluation``, the
+    final figures) beside the one before it (``psnr_before``), logged in one line."""
+    report = trainer.remove_outliers()
+    before = trainer.history[-1]
+    if report["after"] < report["before"]:
+        report["evaluation"] = {k: v for k, v in trainer.evaluate().items()}
+        after = report["evaluation"]
+    else:
+        after = before
+    report["psnr_before"], report["psnr_after"] = before["psnr"], after["psnr"]
+    removed = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in report["removed"].items() if n)
+    reporter.log(
+        f"cleanup: removed {report['before'] - report['after']} of {report['before']} Gaussians"
+        f"{f' ({removed})' if removed else ''}; PSNR {before['psnr']:.2f} -> {after['psnr']:.2f} dB"
+    )
+    return report
 
 
 def _start(

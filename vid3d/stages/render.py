@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from vid3d.camera_paths import CameraPath, input_frame_indices, letterbox_intrinsics, make_path
-from vid3d.config import Config, RenderConfig, validate
+from vid3d.config import Config, RenderConfig, is_path_file, validate
 from vid3d.device import choose_device
 from vid3d.errors import ConfigError, MissingStageError, RenderError, Vid3dError
 from vid3d.progress import NULL_REPORTER, Reporter
@@ -78,6 +78,7 @@ def render_frames(
     device: torch.device | str = "cpu",
     backend: str = "auto",
     background: Sequence[float] = (0.0, 0.0, 0.0),
+    color_correction: np.ndarray | None = None,
 ) -> Iterator[np.ndarray]:
     """Render the splats from each camera, one frame at a time.
 
@@ -91,6 +92,9 @@ def render_frames(
         device: Torch device. Default: "cpu".
         backend: Rasterizer backend ("auto", "gsplat", "cpu", "torch"). Default: "auto".
         background: RGB in [0, 1]. Default: black.
+        color_correction: [3, 4] affine colour transform applied to every frame, as a
+            delta from the identity (the trainer's per-frame exposure correction; see
+            :func:`clip_colors`). Default: None (the scene's canonical colours).
 
     Yields:
         [height, width, 3] uint8 RGB frames.
@@ -105,6 +109,10 @@ def render_frames(
     c2w = np.asarray(cameras.camtoworlds, dtype=np.float64)  # [F, 4, 4]
     Ks = np.asarray(cameras.Ks, dtype=np.float64)  # [F, 3, 3]
     width, height = cameras.width, cameras.height
+    A = b = None
+    if color_correction is not None:
+        E = torch.as_tensor(np.asarray(color_correction, dtype=np.float32), device=device)  # [3, 4]
+        A, b = (E[:, :3] + torch.eye(3, device=device)).T, E[:, 3]
     last_key, last = None, None
     for i in range(len(c2w)):
         key = (c2w[i].tobytes(), Ks[i].tobytes())
@@ -132,7 +140,8 @@ def render_frames(
             )
         except Vid3dError as e:  # the rasterizer's own errors speak of training
             raise RenderError(e.message, e.hint) from e
-        img = (colors[0, ..., :3].clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+        rgb = colors[0, ..., :3] if A is None else colors[0, ..., :3] @ A + b
+        img = (rgb.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
         last_key, last = key, img
         yield img
 
@@ -165,6 +174,7 @@ def render_video(
     preview_width: int = 480,
     thumbnail: bool = True,
     camera_path: CameraPath | None = None,
+    color_correction: np.ndarray | None = None,
     reporter: Reporter = NULL_REPORTER,
 ) -> dict[str, Any]:
     """Render the splats along cameras and stream the frames into an H.264 mp4.
@@ -196,6 +206,7 @@ def render_video(
         thumbnail: Write ``<out>.png`` (the first frame). Default: True.
         camera_path: Saved as ``<out>.json`` when given: the path as a user edits it,
             in the SfM frame (``cameras`` are in the splats' frame). Default: None.
+        color_correction: See :func:`render_frames`. Default: None.
         reporter: Progress display. Default: none.
 
     Returns:
@@ -209,7 +220,15 @@ def render_video(
     out_path = Path(out_path)
     n, width, height = len(cameras), cameras.width, cameras.height
     _check_video_inputs(n, cameras.Ks, side_images, preview)
-    frames = render_frames(splats, sh_degree, cameras, device=device, backend=backend, background=background)
+    frames = render_frames(
+        splats,
+        sh_degree,
+        cameras,
+        device=device,
+        backend=backend,
+        background=background,
+        color_correction=color_correction,
+    )
     if side_images is not None:
         frames = _beside_inputs(frames, side_images, width, height)
     video_w = width * 2 if side_images is not None else width
@@ -414,7 +433,9 @@ def input_times(ws: Workspace, names: list[str]) -> np.ndarray | None:
     return times
 
 
-def build_path(cfg: RenderConfig, scene, times: np.ndarray | None = None) -> CameraPath:
+def build_path(
+    cfg: RenderConfig, scene, times: np.ndarray | None = None, *, kind: str | None = None, amount: float = 1.0
+) -> CameraPath:
     """The camera path ``cfg`` asks for, from a :class:`vid3d.scene.Scene`.
 
     Args:
@@ -422,6 +443,8 @@ def build_path(cfg: RenderConfig, scene, times: np.ndarray | None = None) -> Cam
         scene: The reconstructed cameras and points.
         times: [N] times of the scene's frames in the clip, for the "input" path.
             Default: evenly spaced.
+        kind: The path type, instead of ``cfg.path``. Default: ``cfg.path``.
+        amount: Size of the path in (0, 1] (see :mod:`vid3d.camera_paths`). Default: 1.
 
     Returns:
         The path in the scene's frame.
@@ -429,7 +452,7 @@ def build_path(cfg: RenderConfig, scene, times: np.ndarray | None = None) -> Cam
     width, height = output_size(cfg.resolution, cfg.aspect, (scene.width, scene.height))
     n_frames = _n_frames(cfg)
     return make_path(
-        cfg.path,
+        kind or cfg.path,
         scene.camtoworlds,
         scene.Ks,
         scene.width,
@@ -443,7 +466,48 @@ def build_path(cfg: RenderConfig, scene, times: np.ndarray | None = None) -> Cam
         height_factor=cfg.height_factor,
         smoothing=cfg.smoothing,
         times=times,
+        amount=amount,
     )
+
+
+def clip_colors(state: dict[str, Any], choice: str, test_every: int) -> np.ndarray | None:
+    """The colour correction a video is rendered under, from a checkpoint's trainer state.
+
+    The splats hold the scene's canonical colours; each training frame's own exposure
+    and white balance is a learned affine correction on top (``splat.exposure``). A clip
+    whose exposure drifted renders darker or brighter than it looked without one.
+
+    Args:
+        state: :attr:`vid3d.splats.model.Checkpoint.state` (its ``exposure``: [N, 3, 4]
+            deltas from the identity, one per registered frame in time order).
+        choice: "clip" (the mean of the training frames' corrections), "canonical"
+            (none), or "frame:N", registered frame N's (0 first; a held-out frame's is
+            interpolated from its neighbours).
+        test_every: ``splat.test_every``, which says which frames were held out.
+
+    Returns:
+        [3, 4] float32 delta from identity, or None for the canonical colours.
+
+    Raises:
+        ConfigError: The frame number is not one of the registered frames.
+    """
+    from vid3d.splats.trainer import held_out_ids, interpolated_exposure
+
+    E = state.get("exposure")
+    if choice == "canonical" or not isinstance(E, torch.Tensor) or E.ndim != 3 or len(E) == 0:
+        return None
+    E = E.detach().float().cpu()
+    held = set(held_out_ids(len(E), test_every))
+    train = [i for i in range(len(E)) if i not in held]
+    if choice == "clip":
+        return E[train].mean(dim=0).numpy()
+    i = int(choice.split(":", 1)[1])
+    if not 0 <= i < len(E):
+        raise ConfigError(
+            f"render.colors={choice}: there is no registered frame {i} (0 to {len(E) - 1})",
+            'use "clip", "canonical" or "frame:N" with N in that range',
+        )
+    return interpolated_exposure(E, train, i).numpy()
 
 
 def _resolve_backend(backend: str, device: torch.device) -> str:
@@ -470,22 +534,45 @@ def _rel(ws: Workspace, path: str) -> str:
         return str(path)
 
 
+def _scene(ws: Workspace, from_file: bool, reporter: Reporter):
+    """The workspace's :class:`vid3d.scene.Scene`; None for a path file on a workspace
+    without a COLMAP model (rendered without its coverage)."""
+    from vid3d.sfm import load_scene
+
+    try:
+        return load_scene(ws)
+    except MissingStageError:
+        if not from_file:
+            raise
+        reporter.log("no COLMAP model in the workspace: the path's coverage is not measured")
+        return None
+
+
 def _camera_path(
-    ws: Workspace, rc: RenderConfig, from_file: bool, reporter: Reporter
+    ws: Workspace, rc: RenderConfig, scene, cov, reporter: Reporter
 ) -> tuple[CameraPath, list[Path] | None, CameraPath | None]:
     """The path to render (SfM frame), the side-by-side input images, and the path to save as JSON."""
-    if from_file:
+    from vid3d.auto_path import choose_path
+
+    if is_path_file(rc.path):
         path = CameraPath.load(Path(rc.path))
         path.name = Path(rc.path).stem
         path.fps = float(rc.fps)
+        path.coverage = path.about = None  # measured again, for these splats; chosen by the user
         reporter.log(f"camera path from {rc.path}: {len(path)} frames at {path.width}x{path.height}")
         return path, None, None
-    from vid3d.sfm import load_scene
-
-    scene = load_scene(ws)
     times = input_times(ws, scene.names)
     if not rc.side_by_side:
-        path = build_path(rc, scene, times)
+        if rc.path == "auto":
+            path = choose_path(
+                lambda kind, amount: build_path(rc, scene, times, kind=kind, amount=amount),
+                scene,
+                cov,
+                rc.coverage_target,
+                reporter,
+            )
+        else:
+            path = build_path(rc, scene, times)
         return path, None, path
     width, height = output_size(rc.resolution, rc.aspect, (scene.width, scene.height))
     idx = input_frame_indices(len(scene), _n_frames(rc), times)
@@ -525,11 +612,12 @@ def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER) -> dict[
         ConfigError: An invalid render option.
         RenderError: Rendering or encoding failed.
     """
+    from vid3d.auto_path import measure, training_views
     from vid3d.splats.model import load_checkpoint
 
     rc = cfg.render
     validate(cfg)  # the one validator; the pipeline has run it already, a direct call has not
-    from_file = rc.path.lower().endswith(".json")
+    from_file = is_path_file(rc.path)
     if not ws.ckpt.is_file():
         raise MissingStageError(
             f"no trained splats in {ws.root} (splats/ckpt.pt is missing)",
@@ -543,10 +631,14 @@ def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER) -> dict[
     ckpt = load_checkpoint(ws.ckpt, device="cpu", require_finished=True)  # valid and finished
     T = np.asarray(ckpt.normalization, dtype=np.float64)  # SfM frame -> splats' frame
 
-    path, side_images, save_path = _camera_path(ws, rc, from_file, reporter)
+    scene = _scene(ws, from_file, reporter)
+    splats = ckpt.splats
+    cov = training_views(render_inputs(splats, device), scene, T, backend) if scene is not None else None
+    path, side_images, save_path = _camera_path(ws, rc, scene, cov, reporter)
+    coverage = measure(path, cov) if cov is not None else None
     out = ws.renders / f"{path.name}.mp4"
     result = render_video(
-        ckpt.splats,
+        splats,
         ckpt.sh_degree,
         path.transformed(T),
         out,
@@ -560,11 +652,15 @@ def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER) -> dict[
         preview=rc.preview,
         preview_width=rc.preview_width,
         camera_path=save_path,
+        color_correction=clip_colors(ckpt.state, rc.colors, cfg.splat.test_every),
         reporter=reporter,
+    )
+    covered = (
+        f"; coverage {coverage['mean']:.0%} on average, {coverage['worst']:.0%} at worst" if coverage else ""
     )
     reporter.log(
         f"wrote {_rel(ws, str(out))}: {result['frames']} frames, "
-        f"{result['width']}x{result['height']}, {result['render_fps']:.2f} frames/s"
+        f"{result['width']}x{result['height']}, {result['render_fps']:.2f} frames/s{covered}"
     )
     return {
         "path": rc.path if from_file else ("input" if rc.side_by_side else rc.path),
@@ -574,6 +670,9 @@ def run(ws: Workspace, cfg: Config, reporter: Reporter = NULL_REPORTER) -> dict[
         "device": str(device),
         "backend": backend,
         "side_by_side": bool(rc.side_by_side),
+        "colors": rc.colors,
+        "coverage": coverage,
+        **({"choice": path.about} if path.about else {}),
         "video_bytes": out.stat().st_size,
         "video": _rel(ws, result["outputs"]["video"]),
         "outputs": [_rel(ws, v) for v in result["outputs"].values()],

@@ -1,0 +1,518 @@
+"""Floater and outlier cleanup of trained splats, before rendering and export.
+
+Training fits the training views only, and leaves Gaussians that those views do not
+constrain: haze between the cameras and the scene (floaters), huge or nearly
+transparent blobs, and Gaussians far outside every camera's view. An orbit video
+shows them all. :func:`find_outliers` marks them, in this order (a Gaussian removed
+for an earlier reason is counted only under that one):
+
+- ``transparent``: opacity below ``min_opacity``;
+- ``huge``: largest scale (one standard deviation) above ``max_scale`` times the
+  scene extent (:func:`scene_extent`);
+- ``far``: farther from the cameras' centre than ``far_factor`` times the scene
+  extent, and inside no training camera's frustum;
+- ``few_views``: it is inside fewer than ``min_views`` training frusta: in front of the
+  camera, its centre projecting into the image grown on each side by ``margin`` and by
+  ``footprint`` times its own projected size (a big background blob whose centre lies
+  just above the frame still paints the frame's top rows);
+- ``floater``: in most training views that see it, small, in front of a rendered
+  surface, its depth is below ``floater_ratio`` times the rendered expected depth
+  around its pixel (the views rendered once at low resolution, without the Gaussians
+  marked above), so it never dominates a pixel of any of them: haze in front of the
+  scene. A view where the Gaussian covers more than a few pixels does not vote: large
+  faint Gaussians in front of the surfaces carry colour the training views need.
+
+:func:`clean_splats` applies it (or, disabled, keeps everything) and gives the
+figures for the log line and ``report.json``. :func:`floater_share` measures
+floaters independently of these criteria, on novel views against the SfM points.
+
+Reads and writes no files: splats and cameras come in the training frame (the one
+``<ws>/splats/ckpt.pt`` holds), the kept splats go back to the caller.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vid3d.errors import RenderError, Vid3dError
+
+REASONS = ("transparent", "huge", "far", "few_views", "floater")
+"""Removal reasons, in the order they are tested."""
+
+MIN_VIEWS = 2
+"""Fewest training frusta a Gaussian must be in: one view cannot place it in depth."""
+MARGIN = 0.1
+"""Frustum margin, as a fraction of the image width and height on each side."""
+FOOTPRINT = 1.0
+"""Further frustum margin, in the Gaussian's own projected standard deviations."""
+MIN_OPACITY = 0.01
+"""Opacity below which a Gaussian counts as transparent (training prunes at 0.005)."""
+MAX_SCALE = 2.0
+"""Largest scale, as a fraction of the scene extent, before a Gaussian counts as huge."""
+FAR_FACTOR = 10.0
+"""Distance from the cameras' centre, in scene extents, beyond which an unseen Gaussian is far."""
+FLOATER_RATIO = 0.5
+"""A Gaussian is in front of a view's surface when its depth is below this times the surface's."""
+DEPTH_SIZE = 160
+"""Longest side, in pixels, of the training views rendered for the depth test."""
+FLOATER_RADIUS = 6
+"""Largest visible radius (gsplat's ``radii``), in pixels of the depth render, of a Gaussian
+the depth test judges in a view: one pixel's depth says little about a bigger one's effect."""
+SURFACE_ALPHA = 0.5
+"""Rendered opacity a pixel needs to count as a surface in the depth test."""
+BATCH_ELEMENTS = 4_000_000
+"""Cameras are projected and rendered in batches of about this many (camera, Gaussian) pairs."""
+NEAR_PLANE = 0.01
+"""Depth below which a point is not in front of a camera (the rasterizer's near plane)."""
+
+
+def _step(n_gaussians: int) -> int:
+    """Cameras per batch: about :data:`BATCH_ELEMENTS` (camera, Gaussian) pairs."""
+    return max(1, BATCH_ELEMENTS // max(n_gaussians, 1))
+
+
+def _t(x: Any, device: torch.device) -> Tensor:
+    return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
+
+
+def _cameras(camtoworlds: Any, Ks: Any, device: torch.device) -> tuple[Tensor, Tensor]:
+    """World-to-camera [C, 4, 4] and intrinsics [C, 3, 3], float32, on ``device``."""
+    c2w = _t(camtoworlds, device).reshape(-1, 4, 4)
+    K = _t(Ks, device).reshape(-1, 3, 3)
+    if len(c2w) == 0:
+        raise RenderError("no cameras to project the splats into", "give at least one camera")
+    if len(K) == 1:
+        K = K.expand(len(c2w), 3, 3)
+    if len(K) != len(c2w):
+        raise RenderError(f"{len(c2w)} cameras but {len(K)} intrinsics")
+    return torch.linalg.inv(c2w), K.contiguous()
+
+
+def _project(means: Tensor, viewmats: Tensor, Ks: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Camera depths and pixel coordinates of the centres: three [C, N] tensors (z, u, v)."""
+    p = torch.einsum("cij,nj->cni", viewmats[:, :3, :3], means) + viewmats[:, None, :3, 3]  # [C, N, 3]
+    z = p[..., 2]
+    zs = torch.where(z > 1e-6, z, torch.ones_like(z))
+    u = Ks[:, None, 0, 0] * p[..., 0] / zs + Ks[:, None, 0, 2]
+    v = Ks[:, None, 1, 1] * p[..., 1] / zs + Ks[:, None, 1, 2]
+    return z, u, v
+
+
+def _inside(z: Tensor, u: Tensor, v: Tensor, width: int, height: int, margin: float) -> Tensor:
+    """[C, N] bool: in front of the camera and within the image grown by ``margin`` per side."""
+    mx, my = margin * width, margin * height
+    return (z > NEAR_PLANE) & (u >= -mx) & (u < width + mx) & (v >= -my) & (v < height + my)
+
+
+def view_counts(
+    g: dict[str, Tensor],
+    viewmats: Tensor,
+    Ks: Tensor,
+    width: int,
+    height: int,
+    margin: float = MARGIN,
+    footprint: float = FOOTPRINT,
+) -> tuple[Tensor, Tensor]:
+    """How many frusta each Gaussian is in, and its centre's mean depth in the views.
+
+    Args:
+        g: Activated Gaussians (``means`` [N, 3], ``quats`` [N, 4], ``scales`` [N, 3],
+            not log).
+        viewmats: [C, 4, 4] world-to-camera.
+        Ks: [C, 3, 3] intrinsics for ``width x height`` images.
+        margin: Frustum margin, a fraction of the image size per side. Default: :data:`MARGIN`.
+        footprint: Further margin in the Gaussian's projected standard deviations, along
+            each image axis (the rasterizer's EWA projection). Default: :data:`FOOTPRINT`.
+
+    Returns:
+        ``(counts [N] int64, depth [N] float)``: ``depth`` averages over the views whose
+        image (no margin) holds the centre; NaN where none does.
+    """
+    from vid3d.splats._projection import project_gaussians
+
+    means = g["means"]
+    n = means.shape[0]
+    counts = torch.zeros(n, dtype=torch.int64, device=means.device)
+    zsum = torch.zeros(n, device=means.device)
+    seen = torch.zeros(n, device=means.device)
+    step = _step(n)
+    for i in range(0, len(viewmats), step):
+        proj = project_gaussians(
+            means, g["quats"], g["scales"], viewmats[i : i + step], Ks[i : i + step], width, height
+        )
+        z, (u, v) = proj.depths, proj.means2d.unbind(-1)  # [c, N]
+        # gsplat's radii reach 3.33 standard deviations (0 where culled: behind, off screen)
+        sx, sy = ((footprint / 3.33) * proj.radii.float()).unbind(-1)  # [c, N] pixels
+        mx, my = margin * width + sx, margin * height + sy
+        inside = (z > NEAR_PLANE) & (u >= -mx) & (u < width + mx) & (v >= -my) & (v < height + my)
+        counts += inside.sum(0)
+        strict = _inside(z, u, v, width, height, 0.0)
+        zsum += torch.where(strict, z, torch.zeros_like(z)).sum(0)
+        seen += strict.sum(0)
+    return counts, torch.where(seen > 0, zsum / seen.clamp(min=1), torch.full_like(zsum, float("nan")))
+
+
+def scene_extent(camtoworlds: Any, depths: Tensor | None = None) -> float:
+    """The scene's size: the larger of the cameras' spread (largest distance of a centre
+    from their mean) and the median depth of the Gaussians in view.
+
+    Args:
+        camtoworlds: [C, 4, 4] training cameras.
+        depths: [N] mean depth of each Gaussian in the views that see it (NaN: none).
+
+    Returns:
+        The extent (1.0 when both are zero).
+    """
+    centers = np.asarray(camtoworlds, dtype=np.float64).reshape(-1, 4, 4)[:, :3, 3]
+    spread = float(np.linalg.norm(centers - centers.mean(0), axis=1).max())
+    depth = 0.0
+    if depths is not None:
+        d = depths[torch.isfinite(depths)]
+        depth = float(d.median()) if d.numel() else 0.0
+    extent = max(spread, depth)
+    return extent if extent > 1e-9 else 1.0
+
+
+def _low_res(Ks: Tensor, width: int, height: int, size: int) -> tuple[Tensor, int, int]:
+    """Intrinsics and image size with the longest side at most ``size`` pixels."""
+    s = min(1.0, size / max(width, height))
+    w, h = max(1, round(width * s)), max(1, round(height * s))
+    K = Ks.clone()
+    K[:, 0, :] *= w / width
+    K[:, 1, :] *= h / height
+    K[:, 2, :] = torch.tensor([0.0, 0.0, 1.0], device=Ks.device)
+    return K, w, h
+
+
+def _render(
+    g: dict[str, Tensor],
+    colors: Tensor,
+    viewmats: Tensor,
+    Ks: Tensor,
+    width: int,
+    height: int,
+    mode: str,
+    backend: str,
+) -> tuple[Tensor, Tensor, dict]:
+    """Rasterize plain features ``colors`` ([N, D] or [C, N, D]).
+
+    Returns:
+        ``(render [C, H, W, X], alpha [C, H, W], info)`` (``info`` as ``rasterize`` gives it).
+    """
+    from vid3d.splats.rasterize import rasterize
+
+    try:
+        out, alpha, info = rasterize(
+            g["means"],
+            g["quats"],
+            g["scales"],
+            g["opacities"],
+            colors,
+            viewmats,
+            Ks,
+            width,
+            height,
+            render_mode=mode,
+            backend=backend,
+        )
+    except Vid3dError as e:  # the rasterizer's own errors speak of training
+        raise RenderError(e.message, e.hint) from e
+    return out, alpha[..., 0], info
+
+
+def _surface_depth(depth: Tensor, alpha: Tensor, surface_alpha: float) -> Tensor:
+    """[C, H, W] expected depth of surface pixels, min-pooled over 3x3 (+inf: no surface).
+
+    Taking the nearest surface around a pixel keeps a thin real object, whose pixels its
+    own Gaussians dominate, from being judged against the background beside it.
+    """
+    d = torch.where(alpha >= surface_alpha, depth, torch.full_like(depth, float("inf")))
+    return -torch.nn.functional.max_pool2d(-d[:, None], 3, stride=1, padding=1)[:, 0]
+
+
+def floater_votes(
+    g: dict[str, Tensor],
+    viewmats: Tensor,
+    Ks: Tensor,
+    width: int,
+    height: int,
+    *,
+    ratio: float = FLOATER_RATIO,
+    size: int = DEPTH_SIZE,
+    max_radius: float = FLOATER_RADIUS,
+    surface_alpha: float = SURFACE_ALPHA,
+    backend: str = "auto",
+) -> tuple[Tensor, Tensor]:
+    """In how many views each Gaussian lies in front of a surface, and well in front of it.
+
+    The views are rendered at low resolution (longest side ``size``), in batches of
+    cameras, as expected depth ("ED"); a view counts for a Gaussian when its centre
+    projects into the image onto a pixel whose rendered opacity reaches ``surface_alpha``
+    (its expected depth min-pooled over 3x3) and the Gaussian's visible radius there is
+    1 to ``max_radius`` pixels.
+
+    Args:
+        g: Activated Gaussians (``means`` [N, 3], ``quats`` [N, 4], ``scales`` [N, 3],
+            ``opacities`` [N]), as :func:`vid3d.stages.render.render_inputs` gives them.
+        viewmats: [C, 4, 4] world-to-camera; ``Ks`` [C, 3, 3] for ``width x height``.
+        ratio: "Well in front": depth below ``ratio`` times the surface's. Default: 0.5.
+        size: Longest side of the renders, pixels. Default: :data:`DEPTH_SIZE`.
+        max_radius: Largest visible radius that votes, pixels of the renders.
+            Default: :data:`FLOATER_RADIUS`.
+        surface_alpha: Rendered opacity of a surface pixel. Default: :data:`SURFACE_ALPHA`.
+
+    Returns:
+        ``(seen [N] int64, in_front [N] int64)``.
+    """
+    means = g["means"]
+    Kl, w, h = _low_res(Ks, width, height, size)
+    seen = torch.zeros(means.shape[0], dtype=torch.int64, device=means.device)
+    front = torch.zeros_like(seen)
+    dummy = g["opacities"][:, None]  # "ED" renders depth only; the features are not used
+    step = _step(means.shape[0])
+    for i in range(0, len(viewmats), step):
+        vm, K = viewmats[i : i + step], Kl[i : i + step]
+        out, alpha, info = _render(g, dummy, vm, K, w, h, "ED", backend)
+        surf = _surface_depth(out[..., 0], alpha, surface_alpha)  # [c, h, w]
+        z, (u, v) = info["depths"], info["means2d"].detach().unbind(-1)  # [c, N]
+        radius = info["radii"].amax(dim=-1)  # [c, N] pixels; 0: not drawn
+        ok = _inside(z, u, v, w, h, 0.0) & (radius > 0) & (radius <= max_radius)
+        px = u.floor().long().clamp(0, w - 1)
+        py = v.floor().long().clamp(0, h - 1)
+        cam = torch.arange(len(vm), device=means.device)[:, None]
+        d = surf[cam, py, px]  # [c, N]
+        ok &= torch.isfinite(d)
+        seen += ok.sum(0)
+        front += (ok & (z < ratio * d)).sum(0)
+    return seen, front
+
+
+def find_outliers(
+    splats: dict[str, Tensor],
+    camtoworlds: Any,
+    Ks: Any,
+    width: int,
+    height: int,
+    *,
+    min_views: int = MIN_VIEWS,
+    margin: float = MARGIN,
+    footprint: float = FOOTPRINT,
+    min_opacity: float = MIN_OPACITY,
+    max_scale: float = MAX_SCALE,
+    far_factor: float = FAR_FACTOR,
+    floater_ratio: float = FLOATER_RATIO,
+    depth_size: int = DEPTH_SIZE,
+    backend: str = "auto",
+) -> tuple[Tensor, dict[str, int]]:
+    """Mark floaters and outliers among trained Gaussians (see the module docstring).
+
+    Args:
+        splats: Raw parameters (``means`` [N, 3], ``quats`` [N, 4], log ``scales`` [N, 3],
+            logit ``opacities`` [N]; ``sh0``, ``shN`` are not used), training frame.
+        camtoworlds: [C, 4, 4] training cameras (OpenCV axes), same frame.
+        Ks: [C, 3, 3] (or [3, 3]) intrinsics for ``width x height`` images.
+        min_views: Fewest frusta a Gaussian must be in (0: no such test). Default: 2.
+        margin: Frustum margin per side, fraction of the image size. Default: 0.1.
+        footprint: Further frustum margin, in projected standard deviations. Default: 1.
+        min_opacity: Opacity below which a Gaussian is transparent. Default: 0.01.
+        max_scale: Largest scale allowed, in :func:`scene_extent`. Default: 2.
+        far_factor: Distance from the cameras' centre, in extents, that makes a Gaussian
+            in no frustum far. Default: 10.
+        floater_ratio: A Gaussian is well in front of a view's surface below this depth
+            ratio; a floater is so in most views that see a surface behind it (0: no
+            depth test). Default: 0.5.
+        depth_size: Longest side of the depth renders, pixels. Default: 160.
+        backend: Rasterizer backend. Default: "auto".
+
+    Returns:
+        ``(keep [N] bool, counts)``: ``counts`` maps each of :data:`REASONS` to the
+        number of Gaussians removed for it (each under the first reason it meets).
+    """
+    from vid3d.stages.render import render_inputs
+
+    g = render_inputs(splats, splats["means"].device)
+    viewmats, K = _cameras(camtoworlds, Ks, g["means"].device)
+    views, depth = view_counts(g, viewmats, K, width, height, margin, footprint)
+    extent = scene_extent(camtoworlds, depth)
+    center = _t(np.asarray(camtoworlds, np.float64).reshape(-1, 4, 4)[:, :3, 3].mean(0), views.device)
+    masks = {
+        "transparent": g["opacities"] < min_opacity,
+        "huge": g["scales"].amax(dim=1) > max_scale * extent,
+        "far": ((g["means"] - center).norm(dim=1) > far_factor * extent) & (views == 0),
+        "few_views": views < min_views,
+    }
+    keep = torch.ones_like(views, dtype=torch.bool)
+    counts = {}
+    for reason, bad in masks.items():
+        counts[reason] = int((keep & bad).sum())
+        keep &= ~bad
+    idx = keep.nonzero()[:, 0]
+    floater = torch.zeros_like(idx, dtype=torch.bool)
+    if floater_ratio > 0 and len(idx):
+        rest = {k: v[idx] for k, v in g.items()}
+        kw = dict(ratio=floater_ratio, size=depth_size, backend=backend)
+        seen, front = floater_votes(rest, viewmats, K, width, height, **kw)
+        floater = (seen > 0) & (2 * front > seen)  # in front in most views that see a surface
+    keep[idx[floater]] = False
+    counts["floater"] = int(floater.sum())
+    return keep, counts
+
+
+def clean_splats(
+    splats: dict[str, Tensor],
+    camtoworlds: Any,
+    Ks: Any,
+    width: int,
+    height: int,
+    *,
+    enabled: bool = True,
+    **options: Any,
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Remove floaters and outliers (:func:`find_outliers`) from trained splats.
+
+    Args:
+        splats: Raw parameters (``means``, ``quats``, ``scales``, ``opacities``, ``sh0``,
+            ``shN``), training frame; other entries are passed through unchanged.
+        camtoworlds, Ks, width, height: The training cameras (see :func:`find_outliers`).
+        enabled: False keeps every Gaussian (the report says so). Default: True.
+        **options: Thresholds for :func:`find_outliers`.
+
+    Returns:
+        ``(kept, report)``: ``kept`` the per-Gaussian tensors indexed by the kept ones
+        (detached); ``report`` JSON-serialisable: ``enabled``, ``before``, ``after``,
+        ``removed`` (reason -> count, every reason of :data:`REASONS`), ``seconds``.
+    """
+    t0 = time.perf_counter()
+    n = int(splats["means"].shape[0])
+    removed = dict.fromkeys(REASONS, 0)
+    if not enabled or n == 0:
+        kept = {k: v.detach() for k, v in splats.items()}
+    else:
+        keep, counts = find_outliers(splats, camtoworlds, Ks, width, height, **options)
+        removed.update(counts)
+        kept = {
+            k: v.detach()[keep] if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == n else v
+            for k, v in splats.items()
+        }
+    after = int(kept["means"].shape[0])
+    report = {
+        "enabled": bool(enabled),
+        "before": n,
+        "after": after,
+        "removed": removed,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    return kept, report
+
+
+def summary(report: dict[str, Any]) -> str:
+    """One log line for a :func:`clean_splats` report."""
+    if not report["enabled"]:
+        return f"cleanup off: kept all {report['before']} Gaussians"
+    parts = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in report["removed"].items() if n)
+    return (
+        f"cleanup kept {report['after']} of {report['before']} Gaussians"
+        f" (removed {parts or 'none'}) in {report['seconds']:.1f} s"
+    )
+
+
+# ---------------------------------------------------------------------------
+# An independent measure of floaters, on novel views
+
+
+def orbit_cameras(
+    camtoworlds: Any, Ks: Any, width: int, height: int, points: Any, n_frames: int = 24, size: int = 96
+):
+    """The default orbit (:func:`vid3d.camera_paths.make_path`) around the training
+    cameras, at low resolution, for :func:`floater_share`.
+
+    Args:
+        camtoworlds: [C, 4, 4] training cameras; ``Ks`` [C, 3, 3] for ``width x height``.
+        points: [P, 3] SfM points (to find the centre), same frame.
+        n_frames: Views on the orbit. Default: 24.
+        size: Longest side of the views, pixels. Default: 96.
+
+    Returns:
+        A :class:`vid3d.camera_paths.CameraPath` in the cameras' frame.
+    """
+    from vid3d.camera_paths import make_path
+
+    s = size / max(width, height)
+    w, h = max(1, round(width * s)), max(1, round(height * s))
+    c2w, K = np.asarray(camtoworlds, np.float64), np.asarray(Ks, np.float64)
+    return make_path("orbit", c2w, K, width, height, w, h, n_frames, points=np.asarray(points, np.float64))
+
+
+def _near_depths(points: Tensor, viewmats: Tensor, Ks: Tensor, w: int, h: int, q: float, least: int):
+    """[C] depth of the nearest SfM points each view sees (quantile ``q``; NaN: under ``least``)."""
+    z, u, v = _project(points, viewmats, Ks)  # [C, P]
+    ok = _inside(z, u, v, w, h, 0.0)
+    out = torch.full((len(viewmats),), float("nan"), device=points.device)
+    for c in range(len(viewmats)):  # one quantile per view
+        if int(ok[c].sum()) >= least:
+            out[c] = torch.quantile(z[c][ok[c]], q)
+    return out
+
+
+def floater_share(
+    g: dict[str, Tensor],
+    cameras,
+    points: Any,
+    *,
+    ratio: float = 0.5,
+    quantile: float = 0.02,
+    min_points: int = 10,
+    size: int = 96,
+    backend: str = "auto",
+) -> float:
+    """Share of the picture that floaters cover in novel views, measured against SfM points.
+
+    SfM points are triangulated from many views, so content much nearer a camera than the
+    nearest points it sees is a floater. For each view, "near" is ``ratio`` times the
+    ``quantile`` of the depths of the points in its image; the Gaussians nearer than
+    that are rendered as a 1-channel feature (1 for near, 0 otherwise), which gives per
+    pixel the share of its colour that comes from them. The result is that share
+    averaged over the pixels of all views that see at least ``min_points`` points.
+    None of :func:`find_outliers`'s criteria is used.
+
+    Args:
+        g: Raw splat parameters (with ``sh0``) or activated ones
+            (:func:`vid3d.stages.render.render_inputs`), in the cameras' frame.
+        cameras: A :class:`vid3d.camera_paths.CameraPath` (e.g. :func:`orbit_cameras`),
+            rendered with its longest side at most ``size``.
+        points: [P, 3] SfM points, same frame.
+        ratio: Fraction of the nearest points' depth. Default: 0.5.
+        quantile: Which depth of the points in view is "the nearest" (robust to a few
+            stray points). Default: 0.02.
+        size: Longest side of the renders, pixels. Default: 96.
+
+    Returns:
+        The share in [0, 1]; NaN when no view sees ``min_points`` points.
+    """
+    from vid3d.stages.render import render_inputs
+
+    if "sh0" in g:
+        g = render_inputs(g, g["means"].device)
+    dev = g["means"].device
+    viewmats, Ks = _cameras(cameras.camtoworlds, cameras.Ks, dev)
+    Kl, w, h = _low_res(Ks, cameras.width, cameras.height, size)
+    pts = _t(points, dev).reshape(-1, 3)
+    covered, frames = 0.0, 0
+    step = _step(g["means"].shape[0])
+    for i in range(0, len(viewmats), step):
+        vm, K = viewmats[i : i + step], Kl[i : i + step]
+        near = _near_depths(pts, vm, K, w, h, quantile, min_points)  # [c]
+        valid = torch.isfinite(near)
+        if not bool(valid.any()):
+            continue
+        z, _, _ = _project(g["means"], vm[valid], K[valid])  # [c, N]
+        flag = (z < ratio * near[valid][:, None]).float()[..., None]  # [c, N, 1]
+        out, _, _ = _render(g, flag, vm[valid], K[valid], w, h, "RGB", backend)
+        covered += float(out[..., 0].mean(dim=(1, 2)).sum())
+        frames += int(valid.sum())
+    return covered / frames if frames else float("nan")
