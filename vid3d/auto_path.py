@@ -144,7 +144,7 @@ def choose_path(build, scene, cov: Coverage, target: float, reporter: Reporter =
     }
     aim = (
         f"target {target:.0%}"
-        if goal >= target
+        if goal >= target or summary["worst"] >= target
         else f"target {goal:.0%}: the clip's own views are only {top:.0%} covered"
     )
     line = (
