@@ -89,6 +89,13 @@ def test_poses_focal_drift_and_missing_frames_are_doubtful():
     assert verdict.judge_poses(poses_metrics(560, 533.2), NULL_REPORTER)["level"] == "ok"
     # a self-calibration on few pairs is not trusted against bundle adjustment
     assert verdict.judge_poses(poses_metrics(229.4, 533.2, pairs=5), NULL_REPORTER)["level"] == "ok"
+    # the bundled example: the pairs implied 157 px, below the plausible range, so mapping
+    # started from the range's edge (192 px) and reached the true 351 px: no doubt
+    m = poses_metrics(351.25, 156.65, pairs=233)
+    m["calibration"]["initial_focal"] = 192.0
+    assert verdict.judge_poses(m, NULL_REPORTER)["level"] == "ok"
+    m["calibration"]["initial_focal"] = 156.65  # a calibration that was used: doubtful
+    assert verdict.judge_poses(m, NULL_REPORTER)["level"] == "doubtful"
     v = verdict.judge_poses(poses_metrics(533, 533, registered=30), NULL_REPORTER)
     assert [r["check"] for r in v["reasons"]] == ["registered"] and "30/49" in v["reasons"][0]["message"]
 

@@ -166,7 +166,10 @@ def judge_poses(metrics: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
             reporter,
         )
     c = calib.get("focal")
-    if focal and c and calib.get("pairs", 0) >= CONFIDENT_CALIBRATION:
+    # A calibration outside the plausible range was clipped before mapping (the pairs did
+    # not determine the focal length): nothing to compare the result with.
+    determined = c and abs(calib.get("initial_focal", c) - c) <= 1e-6 * c
+    if focal and determined and calib.get("pairs", 0) >= CONFIDENT_CALIBRATION:
         ratio = max(focal / c, c / focal)
         v["figures"]["focal_drift"] = round(ratio, 3)
         if ratio > FOCAL_DRIFT:
