@@ -160,8 +160,6 @@ def render_depths(
     Raises:
         RenderError: The rasterizer cannot run (an unknown backend, CUDA missing...).
     """
-    from vid3d.splats.rasterize import rasterize
-
     means = g["means"]
     dev = means.device
     viewmats = torch.linalg.inv(torch.as_tensor(np.asarray(camtoworlds), dtype=torch.float64))
@@ -170,25 +168,50 @@ def render_depths(
     depths, alphas = [], []
     with torch.no_grad():
         for i in range(0, len(viewmats), max(1, batch)):
-            try:
-                ed, alpha, _ = rasterize(
-                    means,
-                    g["quats"],
-                    g["scales"],
-                    g["opacities"],
-                    means[:, :1],  # not used by "ED", which composites depths only
-                    viewmats[i : i + batch],
-                    Ks_t[i : i + batch],
-                    w,
-                    h,
-                    render_mode="ED",
-                    backend=backend,
-                )
-            except Vid3dError as e:  # the rasterizer's own errors speak of training
-                raise RenderError(e.message, e.hint) from e
+            # the features are not used by "ED", which composites depths only
+            ed, alpha, _ = rasterize_views(
+                g, means[:, :1], viewmats[i : i + batch], Ks_t[i : i + batch], w, h, "ED", backend
+            )
             depths.append(ed[..., 0])
-            alphas.append(alpha[..., 0])
+            alphas.append(alpha)
     return torch.cat(depths), torch.cat(alphas)
+
+
+def rasterize_views(
+    g: dict[str, torch.Tensor],
+    colors: torch.Tensor,
+    viewmats: torch.Tensor,
+    Ks: torch.Tensor,
+    width: int,
+    height: int,
+    mode: str,
+    backend: str,
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Rasterize plain features ``colors`` ([N, D] or [C, N, D]) of activated Gaussians
+    from C cameras, the rasterizer's errors raised as :class:`RenderError`.
+
+    Returns:
+        ``(render [C, H, W, X], alpha [C, H, W], info)`` (``info`` as ``rasterize`` gives it).
+    """
+    from vid3d.splats.rasterize import rasterize
+
+    try:
+        out, alpha, info = rasterize(
+            g["means"],
+            g["quats"],
+            g["scales"],
+            g["opacities"],
+            colors,
+            viewmats,
+            Ks,
+            width,
+            height,
+            render_mode=mode,
+            backend=backend,
+        )
+    except Vid3dError as e:  # the rasterizer's own errors speak of training
+        raise RenderError(e.message, e.hint) from e
+    return out, alpha[..., 0], info
 
 
 def observed_views(

@@ -39,7 +39,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vid3d.errors import RenderError, Vid3dError
+from vid3d.coverage import low_res_size, rasterize_views, scale_intrinsics
+from vid3d.errors import RenderError
 
 REASONS = ("transparent", "huge", "far", "few_views", "floater")
 """Removal reasons, in the order they are tested."""
@@ -179,50 +180,11 @@ def scene_extent(camtoworlds: Any, depths: Tensor | None = None) -> float:
 
 
 def _low_res(Ks: Tensor, width: int, height: int, size: int) -> tuple[Tensor, int, int]:
-    """Intrinsics and image size with the longest side at most ``size`` pixels."""
-    s = min(1.0, size / max(width, height))
-    w, h = max(1, round(width * s)), max(1, round(height * s))
-    K = Ks.clone()
-    K[:, 0, :] *= w / width
-    K[:, 1, :] *= h / height
-    K[:, 2, :] = torch.tensor([0.0, 0.0, 1.0], device=Ks.device)
-    return K, w, h
-
-
-def _render(
-    g: dict[str, Tensor],
-    colors: Tensor,
-    viewmats: Tensor,
-    Ks: Tensor,
-    width: int,
-    height: int,
-    mode: str,
-    backend: str,
-) -> tuple[Tensor, Tensor, dict]:
-    """Rasterize plain features ``colors`` ([N, D] or [C, N, D]).
-
-    Returns:
-        ``(render [C, H, W, X], alpha [C, H, W], info)`` (``info`` as ``rasterize`` gives it).
-    """
-    from vid3d.splats.rasterize import rasterize
-
-    try:
-        out, alpha, info = rasterize(
-            g["means"],
-            g["quats"],
-            g["scales"],
-            g["opacities"],
-            colors,
-            viewmats,
-            Ks,
-            width,
-            height,
-            render_mode=mode,
-            backend=backend,
-        )
-    except Vid3dError as e:  # the rasterizer's own errors speak of training
-        raise RenderError(e.message, e.hint) from e
-    return out, alpha[..., 0], info
+    """Intrinsics and image size with the longest side at most ``size`` pixels
+    (:func:`vid3d.coverage.low_res_size`, :func:`vid3d.coverage.scale_intrinsics`)."""
+    w, h = low_res_size(width, height, size)
+    K = scale_intrinsics(Ks.detach().cpu().numpy(), width, height, w, h)
+    return torch.as_tensor(K, dtype=Ks.dtype, device=Ks.device), w, h
 
 
 def _surface_depth(depth: Tensor, alpha: Tensor, surface_alpha: float) -> Tensor:
@@ -277,7 +239,7 @@ def floater_votes(
     step = _step(means.shape[0])
     for i in range(0, len(viewmats), step):
         vm, K = viewmats[i : i + step], Kl[i : i + step]
-        out, alpha, info = _render(g, dummy, vm, K, w, h, "ED", backend)
+        out, alpha, info = rasterize_views(g, dummy, vm, K, w, h, "ED", backend)
         surf = _surface_depth(out[..., 0], alpha, surface_alpha)  # [c, h, w]
         z, (u, v) = info["depths"], info["means2d"].detach().unbind(-1)  # [c, N]
         radius = info["radii"].amax(dim=-1)  # [c, N] pixels; 0: not drawn
@@ -399,15 +361,19 @@ def clean_splats(
             k: v.detach()[keep] if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == n else v
             for k, v in splats.items()
         }
-    after = int(kept["means"].shape[0])
-    report = {
+    return kept, report_of(n, int(kept["means"].shape[0]), removed, t0, enabled)
+
+
+def report_of(before: int, after: int, removed: dict[str, int], t0: float, enabled: bool = True) -> dict:
+    """A cleanup's JSON-serialisable report (see :func:`clean_splats`), ``t0`` its
+    ``time.perf_counter()`` at the start."""
+    return {
         "enabled": bool(enabled),
-        "before": n,
+        "before": before,
         "after": after,
-        "removed": removed,
+        "removed": {**dict.fromkeys(REASONS, 0), **removed},
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    return kept, report
 
 
 def summary(report: dict[str, Any]) -> str:
@@ -442,8 +408,7 @@ def orbit_cameras(
     """
     from vid3d.camera_paths import make_path
 
-    s = size / max(width, height)
-    w, h = max(1, round(width * s)), max(1, round(height * s))
+    w, h = low_res_size(width, height, size)
     c2w, K = np.asarray(camtoworlds, np.float64), np.asarray(Ks, np.float64)
     return make_path("orbit", c2w, K, width, height, w, h, n_frames, points=np.asarray(points, np.float64))
 
@@ -512,7 +477,7 @@ def floater_share(
             continue
         z, _, _ = _project(g["means"], vm[valid], K[valid])  # [c, N]
         flag = (z < ratio * near[valid][:, None]).float()[..., None]  # [c, N, 1]
-        out, _, _ = _render(g, flag, vm[valid], K[valid], w, h, "RGB", backend)
+        out, _, _ = rasterize_views(g, flag, vm[valid], K[valid], w, h, "RGB", backend)
         covered += float(out[..., 0].mean(dim=(1, 2)).sum())
         frames += int(valid.sum())
     return covered / frames if frames else float("nan")

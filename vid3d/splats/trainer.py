@@ -253,7 +253,7 @@ class Trainer:
         """
         from gsplat.strategy.ops import remove
 
-        from vid3d.splats.cleanup import find_outliers
+        from vid3d.splats.cleanup import find_outliers, report_of
 
         t0 = time.perf_counter()
         ids = self.data.train_ids or list(range(len(self.data.images)))
@@ -266,13 +266,7 @@ class Trainer:
             state = {k: v for k, v in self.strategy_state.items() if torch.is_tensor(v) and len(v) == before}
             remove(self.splats, self.optimizers, state, ~keep.to(self.device))
             self.strategy_state.update(state)
-        return {
-            "enabled": True,
-            "before": before,
-            "after": len(self.splats["means"]),
-            "removed": counts,
-            "seconds": round(time.perf_counter() - t0, 3),
-        }
+        return report_of(before, len(self.splats["means"]), counts, t0)
 
     def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {
@@ -721,19 +715,17 @@ def train(
 def _clean(trainer: Trainer, reporter: Reporter) -> dict[str, Any]:
     """:meth:`Trainer.remove_outliers`, and held-out PSNR after it (``evaluation``, the
     final figures) beside the one before it (``psnr_before``), logged in one line."""
+    from vid3d.splats.cleanup import summary
+
     report = trainer.remove_outliers()
     before = trainer.history[-1]
     if report["after"] < report["before"]:
-        report["evaluation"] = {k: v for k, v in trainer.evaluate().items()}
+        report["evaluation"] = trainer.evaluate()
         after = report["evaluation"]
     else:
         after = before
     report["psnr_before"], report["psnr_after"] = before["psnr"], after["psnr"]
-    removed = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in report["removed"].items() if n)
-    reporter.log(
-        f"cleanup: removed {report['before'] - report['after']} of {report['before']} Gaussians"
-        f"{f' ({removed})' if removed else ''}; PSNR {before['psnr']:.2f} -> {after['psnr']:.2f} dB"
-    )
+    reporter.log(f"{summary(report)}; PSNR {before['psnr']:.2f} -> {after['psnr']:.2f} dB")
     return report
 
 
