@@ -1,17 +1,19 @@
 """Floater and outlier cleanup on trained splats: what it removes, what it costs.
 
 On a workspace trained without the splat stage's own cleanup (``splat.cleanup=false``;
-``WS``, or without one, ``re10k 0c11dbe781b1c11c_svdxt`` is run
+``WS``, or without one, ``--video`` (re10k ``0c11dbe781b1c11c_svdxt`` by default) is run
 through frames, poses and splat with ``--preset`` into ``--work``, ~5 minutes with
 "fast" on a 2-core CPU), prints the Gaussians before and after
 :func:`vid3d.splats.cleanup.clean_splats` and how many each criterion removed, the
 held-out PSNR before and after (goal: at most 0.1 dB lost), the floater share on the
 default orbit before and after (:func:`vid3d.splats.cleanup.floater_share`: the share
-of the picture covered by Gaussians nearer than half the nearest SfM points in view),
+of the picture painted by Gaussians nearer than half the depth of the surfaces that the
+training views show, reprojected into the orbit's views),
 the orbit's coverage before and after (:mod:`vid3d.coverage`: mean and worst frame),
 and the seconds the cleanup took.
 
-    python benchmarks/bench_cleanup.py [WS] [--preset fast] [--work DIR] [--option min_views=3 ...]
+    python benchmarks/bench_cleanup.py [WS] [--preset fast] [--work DIR] [--video CLIP]
+        [--option min_views=3 ...]
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from vid3d.auto_path import training_views  # noqa: E402
 from vid3d.config import load_config  # noqa: E402
 from vid3d.coverage import summarize  # noqa: E402
 from vid3d.pipeline import run_pipeline  # noqa: E402
-from vid3d.splats.cleanup import REASONS, clean_splats, floater_share, orbit_cameras  # noqa: E402
+from vid3d.splats.cleanup import REASONS, clean_splats, floater_share, orbit_cameras, surface_points  # noqa: E402
 from vid3d.splats.model import load_checkpoint  # noqa: E402
 from vid3d.stages.render import render_inputs  # noqa: E402
 from vid3d.workspace import Workspace  # noqa: E402
@@ -65,10 +67,10 @@ def workspace(args: argparse.Namespace) -> Workspace:
     if args.ws is not None:
         return Workspace(args.ws)
     work = args.work or Path(tempfile.mkdtemp(prefix="vid3d-cleanup-"))
-    ws = Workspace(work / CLIP.stem)
+    ws = Workspace(work / args.video.stem)
     t0 = time.perf_counter()
     cfg = load_config(args.preset, ["device=cpu", "splat.cleanup=false"])
-    run_pipeline(ws, cfg, ("frames", "poses", "splat"), video=CLIP)
+    run_pipeline(ws, cfg, ("frames", "poses", "splat"), video=args.video)
     print(f"trained {ws.root} with the {args.preset} preset in {time.perf_counter() - t0:.0f} s")
     return ws
 
@@ -84,6 +86,7 @@ def main() -> int:
     ap.add_argument("ws", nargs="?", type=Path, default=None, help="a trained workspace")
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--video", type=Path, default=CLIP, help="the clip to train when no WS is given")
     ap.add_argument("--option", action="append", default=[], help="find_outliers option, key=value")
     args = ap.parse_args()
     ws = workspace(args)
@@ -97,7 +100,9 @@ def main() -> int:
     splats = {k: v.detach() for k, v in trainer.splats.items()}
     orbit = orbit_cameras(scene.camtoworlds, scene.Ks, scene.width, scene.height, scene.points)
     psnr_before = held_out_psnr(trainer, None)["psnr"]
-    share_before = floater_share(splats, orbit, scene.points)
+    # the reference: the surfaces the training views show, from the splats as trained
+    surface = surface_points(splats, scene.camtoworlds, scene.Ks, scene.width, scene.height)
+    share_before = floater_share(splats, orbit, surface)
     cov_before = orbit_coverage(splats, scene, orbit)
 
     kept, report = clean_splats(
@@ -105,7 +110,7 @@ def main() -> int:
     )
     trainer.splats = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in kept.items()})
     psnr_after = held_out_psnr(trainer, None)["psnr"]
-    share_after = floater_share(kept, orbit, scene.points)
+    share_after = floater_share(kept, orbit, surface)
     cov_after = orbit_coverage(kept, scene, orbit)
 
     print(f"{ws.root}: {len(scene)} training views {scene.width}x{scene.height}, {cpu_model()}")

@@ -27,6 +27,7 @@ OVERRIDES = [
     "frames.target_frames=24",
     "frames.max_size=320",
     "splat.steps=600",
+    "splat.schedule_scale=1.0",  # the fast preset would cut the 600 steps to 180
     "splat.max_gaussians=30000",
     "render.seconds=2",
     "render.fps=12",
@@ -40,7 +41,7 @@ CLIPS = {
     "drone": ("edge/drone_with_scene_cut.mp4", "push-in"),
     # CogVideoX: the camera follows a car along a dirt road, sideways to its view
     "generated": ("ai_video/cogvideox_suv_dirt_road.mp4", "spiral"),
-    # the bundled example: a 100-degree arc around a table, looking at it
+    # the bundled example: a splat viewer flown along an arc around a table, looking at it
     "example": (None, "orbit"),
 }
 
@@ -65,15 +66,9 @@ def test_auto_picks_the_kind_of_path_that_suits_the_clip(rendered):
 
 
 def test_the_worst_frame_is_covered_at_least_90_percent(rendered):
-    """90% wherever the clip's own views reach it; the generated clip's do not (its car
-    moves, unmasked with this preset, and 600 steps leave holes in the near road: its own
-    views are 85-89% covered), and there the path stays within 3 points of that ceiling."""
     name, ws, metrics = rendered
     cov, choice = metrics["coverage"], metrics["choice"]
-    if name == "generated":
-        assert choice["ceiling"] < 0.92 and cov["worst"] >= choice["ceiling"] - 0.03, (choice, cov)
-    else:
-        assert cov["worst"] >= 0.9, (name, choice, cov)
+    assert cov["worst"] >= 0.9, (name, choice, cov)
     assert cov["mean"] >= cov["worst"]
     # every frame's figure is in the path file, and the worst one is the summary's
     doc = json.loads((ws.renders / "orbit.json").read_text())

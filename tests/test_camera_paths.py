@@ -192,13 +192,20 @@ def test_scene_center_of_converging_cameras() -> None:
     assert np.linalg.norm(c - np.median(points, axis=0)) < 0.5
 
 
-def test_intrinsics_keep_vertical_fov() -> None:
-    c2w, Ks, w, h, _ = load_re10k("0bf152ef84195293.txt")
-    for ow, oh in [(1280, 720), (1080, 1920), (640, 640)]:
+def test_intrinsics_fill_the_output_with_what_the_input_saw() -> None:
+    c2w, Ks, w, h, _ = load_re10k("0bf152ef84195293.txt")  # 384x256: 3:2
+    for ow, oh, kept in [
+        (1280, 720, "width"),
+        (1080, 1920, "height"),
+        (640, 640, "height"),
+        (384, 256, "both"),
+    ]:
         K = output_intrinsics(Ks, w, h, ow, oh)
-        fov_in = 2 * np.arctan(h / (2 * Ks[0, 1, 1]))
-        fov_out = 2 * np.arctan(oh / (2 * K[1, 1]))
-        assert fov_out == pytest.approx(fov_in, rel=1e-9)
+        fov_in = 2 * np.arctan(np.array([w / (2 * Ks[0, 0, 0]), h / (2 * Ks[0, 1, 1])]))
+        fov_out = 2 * np.arctan(np.array([ow / (2 * K[0, 0]), oh / (2 * K[1, 1])]))
+        assert np.all(fov_out <= fov_in * (1 + 1e-9)), (ow, oh)  # nothing the input did not see
+        same = np.isclose(fov_out, fov_in, rtol=1e-9)
+        assert same.tolist() == {"width": [True, False], "height": [False, True], "both": [True, True]}[kept]
         assert K[0, 0] / K[1, 1] == pytest.approx(Ks[0, 0, 0] / Ks[0, 1, 1])
         assert (K[0, 2], K[1, 2]) == (ow / 2, oh / 2)
 
@@ -262,15 +269,25 @@ def test_input_path_follows_the_clip_times() -> None:
         np.testing.assert_allclose(poses[out_i], c2w[in_i], atol=1e-9)
 
 
-def test_orbit_of_an_arc_clip_stays_on_the_filmed_side_and_level():
-    """The bundled example: a camera that looks down at a table along a 100-degree arc."""
-    import json
-    from pathlib import Path
+def _look_at(position, target, up=(0.0, 0.0, 1.0)):
+    """Camera-to-world [4, 4] in OpenCV axes (x right, y down, z forward)."""
+    f = _unit(np.asarray(target, float) - position)
+    r = _unit(np.cross(f, up))
+    c2w = np.eye(4)
+    c2w[:3, :3] = np.stack([r, np.cross(f, r), f], axis=1)
+    c2w[:3, 3] = position
+    return c2w
 
+
+def test_orbit_of_an_arc_clip_stays_on_the_filmed_side_and_level():
+    """A handheld orbit clip: a camera that looks down at a table along a 100-degree arc
+    (at the radius and height of the Mip-NeRF 360 garden's own cameras), z up."""
     from vid3d.camera_paths import orbit_poses, up_direction
 
-    cams = json.loads((Path(__file__).parents[1] / "examples" / "garden_cameras.json").read_text())
-    c2w = np.array(cams["camtoworlds"])
+    angles = np.radians(np.linspace(-170.0, -70.0, 60))
+    c2w = np.stack(
+        [_look_at(np.array([1.0 * np.cos(a), 1.0 * np.sin(a), 0.54]), [0.0, 0.0, 0.05]) for a in angles]
+    )
     # the cameras tilt down, yet the up direction is the true vertical (+z here)
     assert np.degrees(np.arccos(up_direction(c2w) @ [0, 0, 1])) < 1.0
     assert np.degrees(np.arccos(_unit(-c2w[:, :3, 1].mean(0)) @ [0, 0, 1])) > 10  # the naive mean

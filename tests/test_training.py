@@ -19,6 +19,7 @@ from tests.helpers import RESUME, Interrupt, Recorder, binomial_table, small_con
 from tests.synthetic import make_scene
 from vid3d.config import Config
 from vid3d.errors import InputError, TrainingError
+from vid3d.splats.cleanup import summary as cleanup_summary
 from vid3d.splats.losses import psnr
 from vid3d.splats.model import Checkpoint, export, load_checkpoint, save_checkpoint, to_world
 from vid3d.splats.strategies import compute_relocation_torch
@@ -575,6 +576,18 @@ def test_cleanup_removes_outliers_from_the_finished_splats(scene, tmp_path, monk
     assert report["after"] <= n - 50
     for _ in range(3):
         trainer.step()  # optimizer moments and strategy state match the new size
+
+    # Thresholds that call every Gaussian huge: removing them would blank the training
+    # views, so the check keeps them all back, and still removes what is transparent.
+    with torch.no_grad():
+        trainer.splats["opacities"][:30] = -12.0
+    n = len(trainer.splats["means"])
+    before = trainer.evaluate(trainer.data.train_ids)["psnr"]
+    report = trainer.remove_outliers(max_scale=1e-9)
+    assert report["removed"]["transparent"] >= 30 and report["removed"]["huge"] == 0
+    assert report["kept_back"]["huge"] == report["after"] == n - report["removed"]["transparent"]
+    assert trainer.evaluate(trainer.data.train_ids)["psnr"] >= before - 0.1
+    assert "kept " in cleanup_summary(report) and "huge" in cleanup_summary(report)
 
     cfg.splat = small_config(steps=20, cleanup=False)
     m = splat_stage.run(ws, cfg)

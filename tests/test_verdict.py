@@ -89,7 +89,7 @@ def test_poses_focal_drift_and_missing_frames_are_doubtful():
     assert verdict.judge_poses(poses_metrics(560, 533.2), NULL_REPORTER)["level"] == "ok"
     # a self-calibration on few pairs is not trusted against bundle adjustment
     assert verdict.judge_poses(poses_metrics(229.4, 533.2, pairs=5), NULL_REPORTER)["level"] == "ok"
-    # the bundled example: the pairs implied 157 px, below the plausible range, so mapping
+    # an earlier bundled example: the pairs implied 157 px, below the plausible range, so mapping
     # started from the range's edge (192 px) and reached the true 351 px: no doubt
     m = poses_metrics(351.25, 156.65, pairs=233)
     m["calibration"]["initial_focal"] = 192.0

@@ -33,8 +33,8 @@ saved to and loaded from a JSON file so that users can edit it::
      "frames": [{"camtoworld": [[...4x4...]], "fx": .., "fy": .., "cx": .., "cy": ..,
                  "width": 1280, "height": 720}, ...]}
 
-Output intrinsics keep the input cameras' vertical field of view, adapted to the
-output aspect (:func:`output_intrinsics`).
+Output intrinsics keep the input cameras' field of view, cropped to the output aspect
+(:func:`output_intrinsics`).
 """
 
 from __future__ import annotations
@@ -903,8 +903,15 @@ def input_frame_indices(n_inputs: int, n_frames: int, times: np.ndarray | None =
 def output_intrinsics(
     Ks: np.ndarray, in_width: int, in_height: int, out_width: int, out_height: int
 ) -> np.ndarray:
-    """Intrinsics of the output camera: the input cameras' (median) vertical field of
-    view and pixel aspect, centred principal point, for an image of the output size.
+    """Intrinsics of the output camera: the largest field of view, at the input cameras'
+    (median) pixel aspect, that stays inside theirs, centred principal point, for an
+    image of the output size.
+
+    An output narrower than the input (a 16:9 video of a 2.3:1 clip, a portrait video)
+    keeps the input's vertical field of view and shows less of its width; a wider one (a
+    16:9 video of a 3:2 clip) keeps the horizontal field of view and shows less of its
+    height. Keeping the vertical one there would show strips at the sides that no
+    input camera saw from where it stood.
 
     Args:
         Ks: [N, 3, 3] input intrinsics for images of ``in_width x in_height``.
@@ -913,9 +920,11 @@ def output_intrinsics(
         [3, 3] float64.
     """
     Ks = np.asarray(Ks, dtype=np.float64).reshape(-1, 3, 3)
-    fy = float(np.median(Ks[:, 1, 1] / in_height)) * out_height
-    fx = fy * float(np.median(Ks[:, 0, 0] / Ks[:, 1, 1]))
-    return np.array([[fx, 0.0, out_width / 2.0], [0.0, fy, out_height / 2.0], [0.0, 0.0, 1.0]])
+    aspect = float(np.median(Ks[:, 0, 0] / Ks[:, 1, 1]))
+    fy_vertical = float(np.median(Ks[:, 1, 1] / in_height)) * out_height
+    fy_horizontal = float(np.median(Ks[:, 0, 0] / in_width)) * out_width / aspect
+    fy = max(fy_vertical, fy_horizontal)  # the longer focal length: the narrower view
+    return np.array([[aspect * fy, 0.0, out_width / 2.0], [0.0, fy, out_height / 2.0], [0.0, 0.0, 1.0]])
 
 
 def letterbox_intrinsics(

@@ -24,7 +24,8 @@ for an earlier reason is counted only under that one):
 
 :func:`clean_splats` applies it (or, disabled, keeps everything) and gives the
 figures for the log line and ``report.json``. :func:`floater_share` measures
-floaters independently of these criteria, on novel views against the SfM points.
+floaters independently of these criteria, on novel views against the surfaces the
+training views show (:func:`surface_points`).
 
 Reads and writes no files: splats and cameras come in the training frame (the one
 ``<ws>/splats/ckpt.pt`` holds), the kept splats go back to the caller.
@@ -254,7 +255,7 @@ def floater_votes(
     return seen, front
 
 
-def find_outliers(
+def outlier_reasons(
     splats: dict[str, Tensor],
     camtoworlds: Any,
     Ks: Any,
@@ -270,8 +271,8 @@ def find_outliers(
     floater_ratio: float = FLOATER_RATIO,
     depth_size: int = DEPTH_SIZE,
     backend: str = "auto",
-) -> tuple[Tensor, dict[str, int]]:
-    """Mark floaters and outliers among trained Gaussians (see the module docstring).
+) -> Tensor:
+    """Why each trained Gaussian is a floater or an outlier (see the module docstring).
 
     Args:
         splats: Raw parameters (``means`` [N, 3], ``quats`` [N, 4], log ``scales`` [N, 3],
@@ -292,8 +293,8 @@ def find_outliers(
         backend: Rasterizer backend. Default: "auto".
 
     Returns:
-        ``(keep [N] bool, counts)``: ``counts`` maps each of :data:`REASONS` to the
-        number of Gaussians removed for it (each under the first reason it meets).
+        [N] int64: the index in :data:`REASONS` of the first reason each Gaussian meets,
+        -1 for one to keep.
     """
     from vid3d.stages.render import render_inputs
 
@@ -308,21 +309,35 @@ def find_outliers(
         "far": ((g["means"] - center).norm(dim=1) > far_factor * extent) & (views == 0),
         "few_views": views < min_views,
     }
-    keep = torch.ones_like(views, dtype=torch.bool)
-    counts = {}
-    for reason, bad in masks.items():
-        counts[reason] = int((keep & bad).sum())
-        keep &= ~bad
-    idx = keep.nonzero()[:, 0]
-    floater = torch.zeros_like(idx, dtype=torch.bool)
+    codes = torch.full_like(views, -1)
+    for code, bad in enumerate(masks.values()):
+        codes[(codes < 0) & bad] = code
+    idx = (codes < 0).nonzero()[:, 0]
     if floater_ratio > 0 and len(idx):
         rest = {k: v[idx] for k, v in g.items()}
         kw = dict(ratio=floater_ratio, size=depth_size, backend=backend)
         seen, front = floater_votes(rest, viewmats, K, width, height, **kw)
         floater = (seen > 0) & (2 * front > seen)  # in front in most views that see a surface
-    keep[idx[floater]] = False
-    counts["floater"] = int(floater.sum())
-    return keep, counts
+        codes[idx[floater]] = REASONS.index("floater")
+    return codes
+
+
+def find_outliers(
+    splats: dict[str, Tensor], camtoworlds: Any, Ks: Any, width: int, height: int, **options: Any
+) -> tuple[Tensor, dict[str, int]]:
+    """Mark floaters and outliers among trained Gaussians (:func:`outlier_reasons`).
+
+    Returns:
+        ``(keep [N] bool, counts)``: ``counts`` maps each of :data:`REASONS` to the
+        number of Gaussians removed for it (each under the first reason it meets).
+    """
+    codes = outlier_reasons(splats, camtoworlds, Ks, width, height, **options)
+    return codes < 0, reason_counts(codes)
+
+
+def reason_counts(codes: Tensor) -> dict[str, int]:
+    """Reason -> number of Gaussians, for :func:`outlier_reasons` codes."""
+    return {reason: int((codes == i).sum()) for i, reason in enumerate(REASONS)}
 
 
 def clean_splats(
@@ -364,14 +379,24 @@ def clean_splats(
     return kept, report_of(n, int(kept["means"].shape[0]), removed, t0, enabled)
 
 
-def report_of(before: int, after: int, removed: dict[str, int], t0: float, enabled: bool = True) -> dict:
+def report_of(
+    before: int,
+    after: int,
+    removed: dict[str, int],
+    t0: float,
+    enabled: bool = True,
+    kept_back: dict[str, int] | None = None,
+) -> dict:
     """A cleanup's JSON-serialisable report (see :func:`clean_splats`), ``t0`` its
-    ``time.perf_counter()`` at the start."""
+    ``time.perf_counter()`` at the start; ``kept_back``: reason -> Gaussians marked for
+    it but kept, because removing them made the training views worse (the trainer's
+    check, :meth:`vid3d.splats.trainer.Trainer.remove_outliers`)."""
     return {
         "enabled": bool(enabled),
         "before": before,
         "after": after,
         "removed": {**dict.fromkeys(REASONS, 0), **removed},
+        "kept_back": {r: n for r, n in (kept_back or {}).items() if n},
         "seconds": round(time.perf_counter() - t0, 3),
     }
 
@@ -381,9 +406,11 @@ def summary(report: dict[str, Any]) -> str:
     if not report["enabled"]:
         return f"cleanup off: kept all {report['before']} Gaussians"
     parts = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in report["removed"].items() if n)
+    back = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in report.get("kept_back", {}).items())
+    back = f"; kept {back}: removing them cost the training views detail" if back else ""
     return (
         f"cleanup kept {report['after']} of {report['before']} Gaussians"
-        f" (removed {parts or 'none'}) in {report['seconds']:.1f} s"
+        f" (removed {parts or 'none'}{back}) in {report['seconds']:.1f} s"
     )
 
 
@@ -413,51 +440,103 @@ def orbit_cameras(
     return make_path("orbit", c2w, K, width, height, w, h, n_frames, points=np.asarray(points, np.float64))
 
 
-def _near_depths(points: Tensor, viewmats: Tensor, Ks: Tensor, w: int, h: int, q: float, least: int):
-    """[C] depth of the nearest SfM points each view sees (quantile ``q``; NaN: under ``least``)."""
-    z, u, v = _project(points, viewmats, Ks)  # [C, P]
+def surface_points(
+    g: dict[str, Tensor],
+    camtoworlds: Any,
+    Ks: Any,
+    width: int,
+    height: int,
+    *,
+    size: int = DEPTH_SIZE,
+    surface_alpha: float = SURFACE_ALPHA,
+    backend: str = "auto",
+) -> Tensor:
+    """The surfaces that views of the splats show, as points: the reference geometry of
+    :func:`floater_share`.
+
+    Each view is rendered at low resolution (longest side ``size``) as expected depth;
+    every pixel whose rendered opacity reaches ``surface_alpha`` becomes one point, on
+    its ray at that depth. With the training cameras, these are the surfaces the clip
+    saw, dense where SfM points are sparse (a plain wall, a ceiling).
+
+    Args:
+        g: Raw splat parameters (with ``sh0``) or activated ones, in the cameras' frame.
+        camtoworlds: [C, 4, 4] cameras (OpenCV axes); ``Ks`` [C, 3, 3] (or [3, 3]) for
+            ``width x height`` images.
+
+    Returns:
+        [P, 3] float32 world points (P may be 0).
+    """
+    from vid3d.stages.render import render_inputs
+
+    if "sh0" in g:
+        g = render_inputs(g, g["means"].device)
+    dev = g["means"].device
+    viewmats, Ks_ = _cameras(camtoworlds, Ks, dev)
+    Kl, w, h = _low_res(Ks_, width, height, size)
+    c2w = torch.linalg.inv(viewmats)
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=dev) + 0.5, torch.arange(w, device=dev) + 0.5, indexing="ij"
+    )
+    dummy = g["opacities"][:, None]
+    out = []
+    step = _step(g["means"].shape[0])
+    for i in range(0, len(viewmats), step):
+        vm, K = viewmats[i : i + step], Kl[i : i + step]
+        depth, alpha, _ = rasterize_views(g, dummy, vm, K, w, h, "ED", backend)
+        for c in range(len(vm)):
+            ok = alpha[c] >= surface_alpha
+            z = depth[c, ..., 0][ok]
+            x = (xs[ok] - K[c, 0, 2]) / K[c, 0, 0] * z
+            y = (ys[ok] - K[c, 1, 2]) / K[c, 1, 1] * z
+            cam = torch.stack([x, y, z], dim=1)
+            out.append(cam @ c2w[i + c, :3, :3].T + c2w[i + c, :3, 3])
+    return torch.cat(out).detach() if out else torch.zeros(0, 3, device=dev)
+
+
+def _reference_depth(points: Tensor, viewmat: Tensor, K: Tensor, w: int, h: int) -> Tensor:
+    """[h, w] nearest depth of ``points`` projected into one view (+inf: no point)."""
+    z, u, v = (t[0] for t in _project(points, viewmat[None], K[None]))
     ok = _inside(z, u, v, w, h, 0.0)
-    out = torch.full((len(viewmats),), float("nan"), device=points.device)
-    for c in range(len(viewmats)):  # one quantile per view
-        if int(ok[c].sum()) >= least:
-            out[c] = torch.quantile(z[c][ok[c]], q)
-    return out
+    idx = v[ok].long() * w + u[ok].long()
+    ref = torch.full((h * w,), float("inf"), device=points.device)
+    ref.scatter_reduce_(0, idx, z[ok], reduce="amin")
+    return ref.view(h, w)
 
 
 def floater_share(
     g: dict[str, Tensor],
     cameras,
-    points: Any,
+    surface: Tensor,
     *,
     ratio: float = 0.5,
-    quantile: float = 0.02,
-    min_points: int = 10,
     size: int = 96,
     backend: str = "auto",
 ) -> float:
-    """Share of the picture that floaters cover in novel views, measured against SfM points.
+    """Share of the picture that floaters cover in novel views: colour from Gaussians that
+    lie well in front of the surfaces the training views saw.
 
-    SfM points are triangulated from many views, so content much nearer a camera than the
-    nearest points it sees is a floater. For each view, "near" is ``ratio`` times the
-    ``quantile`` of the depths of the points in its image; the Gaussians nearer than
-    that are rendered as a 1-channel feature (1 for near, 0 otherwise), which gives per
-    pixel the share of its colour that comes from them. The result is that share
-    averaged over the pixels of all views that see at least ``min_points`` points.
-    None of :func:`find_outliers`'s criteria is used.
+    ``surface`` holds those surfaces as points (:func:`surface_points` of the training
+    cameras). Each view of ``cameras`` projects them into its image and keeps, per
+    pixel, the nearest one's depth: the reference. A Gaussian whose centre is nearer the
+    camera than ``ratio`` times the reference at its pixel floats in space the training
+    views saw through; it is drawn as a 1-channel feature (1 for those, 0 for the rest),
+    which gives per pixel the share of its colour that floaters paint. The result is
+    that share averaged over every pixel of every view. None of :func:`find_outliers`'s
+    criteria (votes, radii, frusta) is used.
 
     Args:
         g: Raw splat parameters (with ``sh0``) or activated ones
             (:func:`vid3d.stages.render.render_inputs`), in the cameras' frame.
         cameras: A :class:`vid3d.camera_paths.CameraPath` (e.g. :func:`orbit_cameras`),
             rendered with its longest side at most ``size``.
-        points: [P, 3] SfM points, same frame.
-        ratio: Fraction of the nearest points' depth. Default: 0.5.
-        quantile: Which depth of the points in view is "the nearest" (robust to a few
-            stray points). Default: 0.02.
+        surface: [P, 3] reference points, same frame (keep them fixed to compare splats
+            before and after a cleanup).
+        ratio: "Well in front": below this fraction of the reference depth. Default: 0.5.
         size: Longest side of the renders, pixels. Default: 96.
 
     Returns:
-        The share in [0, 1]; NaN when no view sees ``min_points`` points.
+        The share in [0, 1]; NaN when no surface point lies in any view.
     """
     from vid3d.stages.render import render_inputs
 
@@ -466,18 +545,20 @@ def floater_share(
     dev = g["means"].device
     viewmats, Ks = _cameras(cameras.camtoworlds, cameras.Ks, dev)
     Kl, w, h = _low_res(Ks, cameras.width, cameras.height, size)
-    pts = _t(points, dev).reshape(-1, 3)
-    covered, frames = 0.0, 0
+    pts = torch.as_tensor(surface, dtype=torch.float32, device=dev).reshape(-1, 3)
+    ref = torch.stack([_reference_depth(pts, viewmats[c], Kl[c], w, h) for c in range(len(viewmats))])
+    if not bool(torch.isfinite(ref).any()):
+        return float("nan")
+    total = 0.0
     step = _step(g["means"].shape[0])
     for i in range(0, len(viewmats), step):
-        vm, K = viewmats[i : i + step], Kl[i : i + step]
-        near = _near_depths(pts, vm, K, w, h, quantile, min_points)  # [c]
-        valid = torch.isfinite(near)
-        if not bool(valid.any()):
-            continue
-        z, _, _ = _project(g["means"], vm[valid], K[valid])  # [c, N]
-        flag = (z < ratio * near[valid][:, None]).float()[..., None]  # [c, N, 1]
-        out, _, _ = rasterize_views(g, flag, vm[valid], K[valid], w, h, "RGB", backend)
-        covered += float(out[..., 0].mean(dim=(1, 2)).sum())
-        frames += int(valid.sum())
-    return covered / frames if frames else float("nan")
+        vm, K, r = viewmats[i : i + step], Kl[i : i + step], ref[i : i + step]
+        z, u, v = _project(g["means"], vm, K)  # [c, N]
+        inside = _inside(z, u, v, w, h, 0.0)
+        px = u.floor().long().clamp(0, w - 1)
+        py = v.floor().long().clamp(0, h - 1)
+        cam = torch.arange(len(vm), device=dev)[:, None]
+        flag = (inside & (z < ratio * r[cam, py, px])).float()[..., None]  # [c, N, 1]
+        out, _, _ = rasterize_views(g, flag, vm, K, w, h, "RGB", backend)
+        total += float(out[..., 0].mean(dim=(1, 2)).sum())
+    return total / len(viewmats)

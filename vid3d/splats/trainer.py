@@ -51,6 +51,10 @@ FINITE_CHECK_EVERY = 50
 and the end); the loss is checked every step."""
 LOSS_WINDOW = 50
 """The history's ``loss`` is the mean of this many last training losses."""
+CLEANUP_BUDGET_DB = 0.1
+"""Most PSNR the cleanup may cost the training views it is checked on (:meth:`Trainer.remove_outliers`)."""
+CLEANUP_CHECK_VIEWS = 8
+"""Training views, evenly spread, that the cleanup is checked on."""
 
 
 def held_out_ids(n: int, test_every: int) -> list[int]:
@@ -243,17 +247,27 @@ class Trainer:
         """The colour correction of a held-out frame (:func:`interpolated_exposure`)."""
         return interpolated_exposure(self.exposure.detach(), self.data.train_ids, i)
 
-    def remove_outliers(self) -> dict[str, Any]:
-        """Remove floaters and outliers (:func:`vid3d.splats.cleanup.find_outliers`,
+    def remove_outliers(self, **options: Any) -> dict[str, Any]:
+        """Remove floaters and outliers (:func:`vid3d.splats.cleanup.outlier_reasons`,
         against the training cameras) from the splats, their optimizer moments and the
         strategy state, in place.
+
+        A check keeps it from doing harm: when the removal costs more than
+        :data:`CLEANUP_BUDGET_DB` of PSNR on (up to :data:`CLEANUP_CHECK_VIEWS` of) the
+        training views, the reasons are tried one at a time, in the order of
+        :data:`vid3d.splats.cleanup.REASONS`, and only those that keep the loss within the
+        budget are removed; the rest are reported as ``kept_back``. (An undertrained
+        scene paints its sky with a few huge Gaussians, which are then no outliers.)
+
+        Args:
+            **options: Thresholds for :func:`vid3d.splats.cleanup.outlier_reasons`.
 
         Returns:
             The cleanup's report (:func:`vid3d.splats.cleanup.clean_splats`).
         """
         from gsplat.strategy.ops import remove
 
-        from vid3d.splats.cleanup import find_outliers, report_of
+        from vid3d.splats.cleanup import REASONS, outlier_reasons, reason_counts, report_of
 
         t0 = time.perf_counter()
         ids = self.data.train_ids or list(range(len(self.data.images)))
@@ -261,12 +275,42 @@ class Trainer:
         Ks = self.data.Ks[ids].double().cpu().numpy()
         splats = {k: v.detach() for k, v in self.splats.items()}
         before = len(splats["means"])
-        keep, counts = find_outliers(splats, c2w, Ks, self.data.width, self.data.height, backend=self.backend)
-        if not bool(keep.all()):
+        options.setdefault("backend", self.backend)
+        codes = outlier_reasons(splats, c2w, Ks, self.data.width, self.data.height, **options)
+        marked = reason_counts(codes)
+        drop = codes >= 0
+        if bool(drop.any()):
+            check = [ids[int(i)] for i in np.linspace(0, len(ids) - 1, min(CLEANUP_CHECK_VIEWS, len(ids)))]
+            base = self._psnr_without(None, check)
+            if base - self._psnr_without(drop, check) > CLEANUP_BUDGET_DB:
+                allowed: list[int] = []
+                for code, reason in enumerate(REASONS):
+                    if not marked[reason]:
+                        continue
+                    trial = torch.isin(codes, torch.tensor(allowed + [code], device=codes.device))
+                    if base - self._psnr_without(trial, check) <= CLEANUP_BUDGET_DB:
+                        allowed.append(code)
+                drop = torch.isin(codes, torch.tensor(allowed, dtype=codes.dtype, device=codes.device))
+        removed = reason_counts(torch.where(drop, codes, torch.full_like(codes, -1)))
+        kept_back = {r: marked[r] - removed[r] for r in REASONS}
+        if bool(drop.any()):
             state = {k: v for k, v in self.strategy_state.items() if torch.is_tensor(v) and len(v) == before}
-            remove(self.splats, self.optimizers, state, ~keep.to(self.device))
+            remove(self.splats, self.optimizers, state, drop.to(self.device))
             self.strategy_state.update(state)
-        return report_of(before, len(self.splats["means"]), counts, t0)
+        return report_of(before, len(self.splats["means"]), removed, t0, kept_back=kept_back)
+
+    @torch.no_grad()
+    def _psnr_without(self, drop: torch.Tensor | None, ids: list[int]) -> float:
+        """Mean PSNR of training frames ``ids`` (their own colour corrections) rendered
+        without the Gaussians ``drop`` marks (None: with all)."""
+        full = self.splats
+        if drop is not None:
+            keep = ~drop.to(self.device)
+            self.splats = torch.nn.ParameterDict({k: torch.nn.Parameter(v[keep]) for k, v in full.items()})
+        try:
+            return self.evaluate(ids)["psnr"]
+        finally:
+            self.splats = full
 
     def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {
