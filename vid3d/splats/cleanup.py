@@ -18,9 +18,12 @@ for an earlier reason is counted only under that one):
 - ``floater``: in most training views that see it, small, in front of a rendered
   surface, its depth is below ``floater_ratio`` times the rendered expected depth
   around its pixel (the views rendered once at low resolution, without the Gaussians
-  marked above), so it never dominates a pixel of any of them: haze in front of the
-  scene. A view where the Gaussian covers more than a few pixels does not vote: large
-  faint Gaussians in front of the surfaces carry colour the training views need.
+  marked above), so it never dominates a pixel of any of them: a floater in front of
+  the scene. A view where the Gaussian covers more than a few pixels does not vote;
+- ``haze``: the same, with the votes of every view however large the Gaussian is there:
+  large faint Gaussians in front of the surfaces, which novel views show as haze but
+  which may carry colour the training views need (the trainer removes them only when
+  the training views do not suffer: :meth:`vid3d.splats.trainer.Trainer.remove_outliers`).
 
 :func:`clean_splats` applies it (or, disabled, keeps everything) and gives the
 figures for the log line and ``report.json``. :func:`floater_share` measures
@@ -43,7 +46,7 @@ from torch import Tensor
 from vid3d.coverage import low_res_size, rasterize_views, scale_intrinsics
 from vid3d.errors import RenderError
 
-REASONS = ("transparent", "huge", "far", "few_views", "floater")
+REASONS = ("transparent", "huge", "far", "few_views", "floater", "haze")
 """Removal reasons, in the order they are tested."""
 
 MIN_VIEWS = 2
@@ -67,6 +70,9 @@ FLOATER_RADIUS = 6
 the depth test judges in a view: one pixel's depth says little about a bigger one's effect."""
 SURFACE_ALPHA = 0.5
 """Rendered opacity a pixel needs to count as a surface in the depth test."""
+REFERENCE_RADIUS = 3
+"""Pixels around a Gaussian's centre, in :func:`floater_share`'s views, whose nearest
+reference depth it is compared with."""
 BATCH_ELEMENTS = 4_000_000
 """Cameras are projected and rendered in batches of about this many (camera, Gaussian) pairs."""
 NEAR_PLANE = 0.01
@@ -269,6 +275,7 @@ def outlier_reasons(
     max_scale: float = MAX_SCALE,
     far_factor: float = FAR_FACTOR,
     floater_ratio: float = FLOATER_RATIO,
+    floater_radius: float = FLOATER_RADIUS,
     depth_size: int = DEPTH_SIZE,
     backend: str = "auto",
 ) -> Tensor:
@@ -289,6 +296,8 @@ def outlier_reasons(
         floater_ratio: A Gaussian is well in front of a view's surface below this depth
             ratio; a floater is so in most views that see a surface behind it (0: no
             depth test). Default: 0.5.
+        floater_radius: Largest visible radius, in pixels of the depth renders, with which
+            a view votes (:func:`floater_votes`). Default: :data:`FLOATER_RADIUS`.
         depth_size: Longest side of the depth renders, pixels. Default: 160.
         backend: Rasterizer backend. Default: "auto".
 
@@ -316,9 +325,11 @@ def outlier_reasons(
     if floater_ratio > 0 and len(idx):
         rest = {k: v[idx] for k, v in g.items()}
         kw = dict(ratio=floater_ratio, size=depth_size, backend=backend)
-        seen, front = floater_votes(rest, viewmats, K, width, height, **kw)
-        floater = (seen > 0) & (2 * front > seen)  # in front in most views that see a surface
-        codes[idx[floater]] = REASONS.index("floater")
+        for reason, radius in (("floater", floater_radius), ("haze", float("inf"))):
+            seen, front = floater_votes(rest, viewmats, K, width, height, max_radius=radius, **kw)
+            bad = (seen > 0) & (2 * front > seen)  # in front in most views that see a surface
+            free = codes[idx] < 0
+            codes[idx[bad & free]] = REASONS.index(reason)
     return codes
 
 
@@ -501,7 +512,11 @@ def _reference_depth(points: Tensor, viewmat: Tensor, K: Tensor, w: int, h: int)
     idx = v[ok].long() * w + u[ok].long()
     ref = torch.full((h * w,), float("inf"), device=points.device)
     ref.scatter_reduce_(0, idx, z[ok], reduce="amin")
-    return ref.view(h, w)
+    # A surface nearer this camera than the views that sampled it is sampled sparsely
+    # here, and farther points show through its gaps: the nearest depth within a few
+    # pixels closes them.
+    k = 2 * REFERENCE_RADIUS + 1
+    return -torch.nn.functional.max_pool2d(-ref.view(1, 1, h, w), k, stride=1, padding=REFERENCE_RADIUS)[0, 0]
 
 
 def floater_share(

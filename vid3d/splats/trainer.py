@@ -51,9 +51,12 @@ FINITE_CHECK_EVERY = 50
 and the end); the loss is checked every step."""
 LOSS_WINDOW = 50
 """The history's ``loss`` is the mean of this many last training losses."""
-CLEANUP_BUDGET_DB = 0.1
-"""Most PSNR the cleanup may cost the training views it is checked on (:meth:`Trainer.remove_outliers`)."""
-CLEANUP_CHECK_VIEWS = 8
+CLEANUP_BUDGET_DB = 0.15
+"""Most PSNR the cleanup may cost the training views it is checked on (:meth:`Trainer.remove_outliers`).
+Floaters fit the training views better than new ones, so removing them costs the training
+views more than held-out frames: on the CogVideoX and re10k clips 1.5 times as much; this
+keeps the held-out cost within 0.1 dB."""
+CLEANUP_CHECK_VIEWS = 16
 """Training views, evenly spread, that the cleanup is checked on."""
 
 
@@ -252,12 +255,13 @@ class Trainer:
         against the training cameras) from the splats, their optimizer moments and the
         strategy state, in place.
 
-        A check keeps it from doing harm: when the removal costs more than
+        A check keeps it from doing harm: while the removal costs more than
         :data:`CLEANUP_BUDGET_DB` of PSNR on (up to :data:`CLEANUP_CHECK_VIEWS` of) the
-        training views, the reasons are tried one at a time, in the order of
-        :data:`vid3d.splats.cleanup.REASONS`, and only those that keep the loss within the
-        budget are removed; the rest are reported as ``kept_back``. (An undertrained
-        scene paints its sky with a few huge Gaussians, which are then no outliers.)
+        training views, the last reason left in the order of
+        :data:`vid3d.splats.cleanup.REASONS` (the riskiest: ``haze``, then ``floater``...)
+        is given up; what it marked stays and is reported as ``kept_back``. (An
+        undertrained scene paints its sky with a few huge Gaussians, which are then no
+        outliers.)
 
         Args:
             **options: Thresholds for :func:`vid3d.splats.cleanup.outlier_reasons`.
@@ -282,14 +286,9 @@ class Trainer:
         if bool(drop.any()):
             check = [ids[int(i)] for i in np.linspace(0, len(ids) - 1, min(CLEANUP_CHECK_VIEWS, len(ids)))]
             base = self._psnr_without(None, check)
-            if base - self._psnr_without(drop, check) > CLEANUP_BUDGET_DB:
-                allowed: list[int] = []
-                for code, reason in enumerate(REASONS):
-                    if not marked[reason]:
-                        continue
-                    trial = torch.isin(codes, torch.tensor(allowed + [code], device=codes.device))
-                    if base - self._psnr_without(trial, check) <= CLEANUP_BUDGET_DB:
-                        allowed.append(code)
+            allowed = [code for code, reason in enumerate(REASONS) if marked[reason]]
+            while allowed and base - self._psnr_without(drop, check) > CLEANUP_BUDGET_DB:
+                allowed.pop()  # give up the last (the riskiest) reason left
                 drop = torch.isin(codes, torch.tensor(allowed, dtype=codes.dtype, device=codes.device))
         removed = reason_counts(torch.where(drop, codes, torch.full_like(codes, -1)))
         kept_back = {r: marked[r] - removed[r] for r in REASONS}
@@ -308,7 +307,14 @@ class Trainer:
             keep = ~drop.to(self.device)
             self.splats = torch.nn.ParameterDict({k: torch.nn.Parameter(v[keep]) for k, v in full.items()})
         try:
-            return self.evaluate(ids)["psnr"]
+            values = []
+            for i in ids:
+                render, _ = self.render([i], sh_degree=self.sh_degree_now())
+                if self.cfg.exposure:
+                    render = self._apply_exposure(render, self.exposure[i])
+                mask = self.data.masks[i : i + 1] if self.data.masks is not None else None
+                values.append(psnr(render, self.data.images[i : i + 1].float() / 255.0, mask))
+            return float(np.mean(values))
         finally:
             self.splats = full
 
