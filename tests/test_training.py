@@ -589,6 +589,16 @@ def test_cleanup_removes_outliers_from_the_finished_splats(scene, tmp_path, monk
     assert trainer.evaluate(trainer.data.train_ids)["psnr"] >= before - 0.1
     assert "kept " in cleanup_summary(report) and "huge" in cleanup_summary(report)
 
+    # Polishing cannot bring back a blank scene: the trainer returns to where it was
+    # (every Gaussian, the same step), then gives up the reason, and trains on as before.
+    with torch.no_grad():
+        trainer.splats["opacities"][:10] = 8.0  # all but these ten are "transparent" below
+    means, step = trainer.splats["means"].detach().clone(), trainer.step_count
+    report = trainer.remove_outliers(polish_steps=5, min_opacity=0.99)
+    assert report["polish_steps"] == 0 and report["kept_back"]["transparent"] == len(means) - 10
+    assert torch.equal(trainer.splats["means"], means) and trainer.step_count == step
+    trainer.step()
+
     cfg.splat = small_config(steps=20, cleanup=False)
     m = splat_stage.run(ws, cfg)
     assert m["cleanup"] == {"enabled": False}

@@ -292,6 +292,10 @@ class SplatConfig:
     every view, in fewer than two training views, or haze in front of the surfaces the
     training views see) from the splats that are saved, exported and rendered; the
     metrics say how many went and the held-out PSNR before and after. False keeps them."""
+    cleanup_polish_steps: NonNegativeInt = 200
+    """Training steps after a cleanup that costs the held-out frames more than 0.1 dB, so
+    that the remaining Gaussians take over the colour of the removed ones
+    (:meth:`vid3d.splats.trainer.Trainer.remove_outliers`); 0: give up reasons instead."""
     robust: bool = False
     """After the coarse phase, leave out of the loss the regions whose error stays far above
     the frame's typical error (:func:`vid3d.splats.losses.robust_mask`): what moves and the
@@ -351,6 +355,7 @@ class SplatConfig:
             "refine_every",
             "reset_every",
             "checkpoint_every",
+            "cleanup_polish_steps",
         )
         return dataclasses.replace(
             self,

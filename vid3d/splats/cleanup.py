@@ -418,10 +418,12 @@ def summary(report: dict[str, Any]) -> str:
         return f"cleanup off: kept all {report['before']} Gaussians"
     parts = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in report["removed"].items() if n)
     back = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in report.get("kept_back", {}).items())
-    back = f"; kept {back}: removing them cost the training views detail" if back else ""
+    back = f"; kept {back}: removing them cost too much detail" if back else ""
+    polish = report.get("polish_steps", 0)
+    polish = f", then {polish} steps of training to fill in" if polish else ""
     return (
         f"cleanup kept {report['after']} of {report['before']} Gaussians"
-        f" (removed {parts or 'none'}{back}) in {report['seconds']:.1f} s"
+        f" (removed {parts or 'none'}{back}){polish} in {report['seconds']:.1f} s"
     )
 
 

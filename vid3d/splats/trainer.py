@@ -16,6 +16,7 @@ the strategy state, the optimizers, scheduler, colour corrections and the loss w
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -251,7 +252,7 @@ class Trainer:
         """The colour correction of a held-out frame (:func:`interpolated_exposure`)."""
         return interpolated_exposure(self.exposure.detach(), self.data.train_ids, i)
 
-    def remove_outliers(self, **options: Any) -> dict[str, Any]:
+    def remove_outliers(self, polish_steps: int = 0, **options: Any) -> dict[str, Any]:
         """Remove floaters and outliers (:func:`vid3d.splats.cleanup.outlier_reasons`,
         against the training cameras) from the splats, their optimizer moments and the
         strategy state, in place.
@@ -263,16 +264,19 @@ class Trainer:
         :data:`vid3d.splats.cleanup.REASONS` (the riskiest: ``haze``, then ``floater``...)
         is given up; what it marked stays and is reported as ``kept_back``. (An
         undertrained scene paints its sky with a few huge Gaussians, which are then no
-        outliers.)
+        outliers.) Before giving anything up, with ``polish_steps`` > 0, everything
+        marked is removed and training goes on for that many steps, so that the rest take
+        over the colour the removed ones carried (large faint "haze" in front of the
+        scene often does); when that brings the cost within budget it stays (the report's
+        ``polish_steps``), else the trainer goes back to its state before the cleanup.
 
         Args:
+            polish_steps: Training steps after a removal that costs too much. Default: 0.
             **options: Thresholds for :func:`vid3d.splats.cleanup.outlier_reasons`.
 
         Returns:
             The cleanup's report (:func:`vid3d.splats.cleanup.clean_splats`).
         """
-        from gsplat.strategy.ops import remove
-
         from vid3d.splats.cleanup import REASONS, outlier_reasons, reason_counts, report_of
 
         t0 = time.perf_counter()
@@ -292,17 +296,41 @@ class Trainer:
                 check = [ids[int(i)] for i in np.linspace(0, len(ids) - 1, n)]
                 budget = CLEANUP_TRAIN_BUDGET_DB
             base = self._psnr_without(None, check)
+            polished = 0
+            if polish_steps > 0 and not bool(drop.all()) and base - self._psnr_without(drop, check) > budget:
+                # remove all, let the rest take over their colour, keep it if that is enough
+                snapshot = copy.deepcopy(self.checkpoint(""))
+                self._remove(drop, before)
+                try:
+                    for _ in range(polish_steps):
+                        self.step()
+                    if base - self._psnr_without(None, check) <= budget:
+                        polished = polish_steps
+                except TrainingError:  # e.g. what was left pruned away
+                    pass
+                if not polished:
+                    self.restore(snapshot)
             allowed = [code for code, reason in enumerate(REASONS) if marked[reason]]
-            while allowed and base - self._psnr_without(drop, check) > budget:
+            while not polished and allowed and base - self._psnr_without(drop, check) > budget:
                 allowed.pop()  # give up the last (the riskiest) reason left
                 drop = torch.isin(codes, torch.tensor(allowed, dtype=codes.dtype, device=codes.device))
+            if not polished:
+                self._remove(drop, before)
         removed = reason_counts(torch.where(drop, codes, torch.full_like(codes, -1)))
         kept_back = {r: marked[r] - removed[r] for r in REASONS}
+        report = report_of(before, len(self.splats["means"]), removed, t0, kept_back=kept_back)
+        report["polish_steps"] = polished if bool(drop.any()) else 0
+        return report
+
+    def _remove(self, drop: torch.Tensor, n: int) -> None:
+        """Remove the Gaussians ``drop`` marks (of ``n``) with their optimizer moments and
+        strategy state."""
+        from gsplat.strategy.ops import remove
+
         if bool(drop.any()):
-            state = {k: v for k, v in self.strategy_state.items() if torch.is_tensor(v) and len(v) == before}
+            state = {k: v for k, v in self.strategy_state.items() if torch.is_tensor(v) and len(v) == n}
             remove(self.splats, self.optimizers, state, drop.to(self.device))
             self.strategy_state.update(state)
-        return report_of(before, len(self.splats["means"]), removed, t0, kept_back=kept_back)
 
     @torch.no_grad()
     def _psnr_without(self, drop: torch.Tensor | None, ids: list[int]) -> float:
@@ -774,7 +802,7 @@ def _clean(trainer: Trainer, reporter: Reporter) -> dict[str, Any]:
     final figures) beside the one before it (``psnr_before``), logged in one line."""
     from vid3d.splats.cleanup import summary
 
-    report = trainer.remove_outliers()
+    report = trainer.remove_outliers(polish_steps=trainer.cfg.cleanup_polish_steps)
     before = trainer.history[-1]
     if report["after"] < report["before"]:
         report["evaluation"] = trainer.evaluate()
