@@ -361,7 +361,9 @@ def clean_splats(
     enabled: bool = True,
     **options: Any,
 ) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Remove floaters and outliers (:func:`find_outliers`) from trained splats.
+    """Remove floaters and outliers (:func:`find_outliers`) from trained splats, all that
+    is marked, unchecked (the splat stage's cleanup checks the cost on held-out frames and
+    polishes: :meth:`vid3d.splats.trainer.Trainer.remove_outliers`).
 
     Args:
         splats: Raw parameters (``means``, ``quats``, ``scales``, ``opacities``, ``sh0``,

@@ -289,6 +289,7 @@ class Trainer:
         codes = outlier_reasons(splats, c2w, Ks, self.data.width, self.data.height, **options)
         marked = reason_counts(codes)
         drop = codes >= 0
+        polished = 0
         if bool(drop.any()):
             check, budget = list(self.data.test_ids), CLEANUP_BUDGET_DB
             if not check:
@@ -296,30 +297,32 @@ class Trainer:
                 check = [ids[int(i)] for i in np.linspace(0, len(ids) - 1, n)]
                 budget = CLEANUP_TRAIN_BUDGET_DB
             base = self._psnr_without(None, check)
-            polished = 0
-            if polish_steps > 0 and not bool(drop.all()) and base - self._psnr_without(drop, check) > budget:
+            too_much = base - self._psnr_without(drop, check) > budget
+            if too_much and polish_steps > 0 and not bool(drop.all()):
                 # remove all, let the rest take over their colour, keep it if that is enough
                 snapshot = copy.deepcopy(self.checkpoint(""))
                 self._remove(drop, before)
                 try:
                     for _ in range(polish_steps):
                         self.step()
-                    if base - self._psnr_without(None, check) <= budget:
-                        polished = polish_steps
+                    too_much = base - self._psnr_without(None, check) > budget
                 except TrainingError:  # e.g. what was left pruned away
-                    pass
-                if not polished:
+                    too_much = True
+                if too_much:
                     self.restore(snapshot)
+                else:
+                    polished = polish_steps
             allowed = [code for code, reason in enumerate(REASONS) if marked[reason]]
-            while not polished and allowed and base - self._psnr_without(drop, check) > budget:
+            while too_much and allowed:
                 allowed.pop()  # give up the last (the riskiest) reason left
                 drop = torch.isin(codes, torch.tensor(allowed, dtype=codes.dtype, device=codes.device))
+                too_much = bool(drop.any()) and base - self._psnr_without(drop, check) > budget
             if not polished:
                 self._remove(drop, before)
         removed = reason_counts(torch.where(drop, codes, torch.full_like(codes, -1)))
         kept_back = {r: marked[r] - removed[r] for r in REASONS}
         report = report_of(before, len(self.splats["means"]), removed, t0, kept_back=kept_back)
-        report["polish_steps"] = polished if bool(drop.any()) else 0
+        report["polish_steps"] = polished
         return report
 
     def _remove(self, drop: torch.Tensor, n: int) -> None:
