@@ -11,7 +11,8 @@ held-out PSNR before and after (goal: at most 0.1 dB lost), the floater share on
 default orbit before and after (:func:`vid3d.splats.cleanup.floater_share`: the share
 of the picture painted by Gaussians nearer than half the depth of the surfaces that the
 training views show, reprojected into the orbit's views),
-the orbit's coverage before and after (:mod:`vid3d.coverage`: mean and worst frame),
+the orbit's coverage before and after (:mod:`vid3d.coverage`: mean and worst frame), the
+same for the kind of path ``auto`` picks for the clip (at full size),
 and the seconds the cleanup took. When the cleanup polished (trained on after a removal
 that cost too much: ``splat.cleanup_polish_steps``), it also prints the uncleaned splats
 trained the same number of steps more, the fair comparison.
@@ -37,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.scoring import finished_trainer, held_out_psnr  # noqa: E402
 from vid3d.auto_path import training_views  # noqa: E402
+from vid3d.camera_paths import make_path  # noqa: E402
 from vid3d.config import load_config  # noqa: E402
 from vid3d.coverage import summarize  # noqa: E402
 from vid3d.pipeline import run_pipeline  # noqa: E402
@@ -107,6 +109,19 @@ def main() -> int:
     surface = surface_points(splats, scene.camtoworlds, scene.Ks, scene.width, scene.height)
     share_before = floater_share(splats, orbit, surface)
     cov_before = orbit_coverage(splats, scene, orbit)
+    # the kind of path the render stage's auto path picks for these cameras, at full size
+    auto = make_path(
+        "auto",
+        scene.camtoworlds,
+        scene.Ks,
+        scene.width,
+        scene.height,
+        orbit.width,
+        orbit.height,
+        len(orbit),
+        points=scene.points,
+    )
+    auto_before = orbit_coverage(splats, scene, auto)
 
     # the splat stage's own cleanup: outlier_reasons, checked on the training views
     report = trainer.remove_outliers(
@@ -116,6 +131,7 @@ def main() -> int:
     psnr_after = held_out_psnr(trainer, None)["psnr"]
     share_after = floater_share(kept, orbit, surface)
     cov_after = orbit_coverage(kept, scene, orbit)
+    auto_after = orbit_coverage(kept, scene, auto)
 
     print(f"{ws.root}: {len(scene)} training views {scene.width}x{scene.height}, {cpu_model()}")
     print(f"options: {parse_options(args.option) or 'defaults'}")
@@ -130,6 +146,10 @@ def main() -> int:
     print(
         f"orbit coverage     {cov_before['mean']:9.4f} -> {cov_after['mean']:.4f} mean, "
         f"{cov_before['worst']:.4f} -> {cov_after['worst']:.4f} worst frame"
+    )
+    print(
+        f"{auto.name + ' coverage':18} {auto_before['mean']:9.4f} -> {auto_after['mean']:.4f} mean, "
+        f"{auto_before['worst']:.4f} -> {auto_after['worst']:.4f} worst frame (auto's kind, full size)"
     )
     print(f"cleanup seconds    {report['seconds']:9.2f}")
     if report["polish_steps"]:

@@ -289,7 +289,7 @@ class SplatConfig:
     cleanup: bool = True
     """When training has finished, remove floaters and outliers
     (:func:`vid3d.splats.cleanup.find_outliers`: nearly transparent, huge, far outside
-    every view, in fewer than two training views, or haze in front of the surfaces the
+    every view, in fewer than two training views, floaters and haze in front of the surfaces the
     training views see) from the splats that are saved, exported and rendered; the
     metrics say how many went and the held-out PSNR before and after. False keeps them."""
     cleanup_polish_steps: NonNegativeInt = 200

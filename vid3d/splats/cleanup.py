@@ -23,7 +23,11 @@ for an earlier reason is counted only under that one):
 - ``haze``: the same, with the votes of every view however large the Gaussian is there:
   large faint Gaussians in front of the surfaces, which novel views show as haze but
   which may carry colour the training views need (the trainer removes them only when
-  the training views do not suffer: :meth:`vid3d.splats.trainer.Trainer.remove_outliers`).
+  the training views do not suffer: :meth:`vid3d.splats.trainer.Trainer.remove_outliers`);
+- ``border``: its centre lies in fewer than ``min_views`` training images (no margin, no
+  footprint), though its footprint reaches into enough of them: opaque blobs just
+  outside the frames that paint their borders, with a depth nothing pins down; new
+  views show them in front of the scene.
 
 :func:`clean_splats` applies it (or, disabled, keeps everything) and gives the
 figures for the log line and ``report.json``. :func:`floater_share` measures
@@ -46,7 +50,7 @@ from torch import Tensor
 from vid3d.coverage import low_res_size, rasterize_views, scale_intrinsics
 from vid3d.errors import RenderError
 
-REASONS = ("transparent", "huge", "far", "few_views", "floater", "haze")
+REASONS = ("transparent", "huge", "far", "few_views", "floater", "haze", "border")
 """Removal reasons, in the order they are tested."""
 
 MIN_VIEWS = 2
@@ -330,6 +334,8 @@ def outlier_reasons(
             bad = (seen > 0) & (2 * front > seen)  # in front in most views that see a surface
             free = codes[idx] < 0
             codes[idx[bad & free]] = REASONS.index(reason)
+    strict, _ = view_counts(g, viewmats, K, width, height, 0.0, 0.0)
+    codes[(codes < 0) & (strict < min_views)] = REASONS.index("border")
     return codes
 
 

@@ -261,7 +261,7 @@ class Trainer:
         more than :data:`CLEANUP_BUDGET_DB` of PSNR (with none held out, up to
         :data:`CLEANUP_CHECK_VIEWS` training views more than
         :data:`CLEANUP_TRAIN_BUDGET_DB`), the last reason left in the order of
-        :data:`vid3d.splats.cleanup.REASONS` (the riskiest: ``haze``, then ``floater``...)
+        :data:`vid3d.splats.cleanup.REASONS` (the riskiest: ``border``, ``haze``, ``floater``...)
         is given up; what it marked stays and is reported as ``kept_back``. (An
         undertrained scene paints its sky with a few huge Gaussians, which are then no
         outliers.) Before giving anything up, with ``polish_steps`` > 0, everything
