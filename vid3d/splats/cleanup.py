@@ -428,7 +428,7 @@ def summary(report: dict[str, Any]) -> str:
     back = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in report.get("kept_back", {}).items())
     back = f"; kept {back}: removing them cost too much detail" if back else ""
     polish = report.get("polish_steps", 0)
-    polish = f", then {polish} steps of training to fill in" if polish else ""
+    polish = f", then {polish} more training steps" if polish else ""
     return (
         f"cleanup kept {report['after']} of {report['before']} Gaussians"
         f" (removed {parts or 'none'}{back}){polish} in {report['seconds']:.1f} s"
