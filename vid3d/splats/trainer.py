@@ -766,6 +766,7 @@ def train(
                 save_checkpoint(resume_path, trainer.checkpoint(config_hash))
     seconds = time.perf_counter() - t0
     trainer.train_seconds = base + seconds
+    steps = trainer.step_count  # the schedule's; a cleanup's polish is in its report
     cleanup = _clean(trainer, reporter) if cfg.cleanup else {"enabled": False}
     save_checkpoint(ckpt_path, trainer.checkpoint(config_hash, finished=True))  # checks finiteness
     if resume_path is not None:
@@ -773,7 +774,7 @@ def train(
     final = {**trainer.history[-1], **cleanup.pop("evaluation", {})}
     first = trainer.history[0]
     metrics = {
-        "steps": trainer.step_count,
+        "steps": steps,
         "resumed_from": resumed_from,
         "train_images": len(data.train_ids),
         "test_images": len(data.test_ids),
@@ -791,7 +792,7 @@ def train(
         "psnr_initial": first["psnr"] if first["step"] == 0 else None,
         "opacity_resets": trainer.strategy.resets,
         "cleanup": cleanup,
-        "steps_per_second": (trainer.step_count - resumed_from) / seconds if seconds > 0 else None,
+        "steps_per_second": (steps - resumed_from) / seconds if seconds > 0 else None,
         "train_seconds": seconds,
         "device": str(device),
         "backend": backend,
