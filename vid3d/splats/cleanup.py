@@ -40,6 +40,7 @@ Reads and writes no files: splats and cameras come in the training frame (the on
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -129,7 +130,7 @@ def view_counts(
     height: int,
     margin: float = MARGIN,
     footprint: float = FOOTPRINT,
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor]:
     """How many frusta each Gaussian is in, and its centre's mean depth in the views.
 
     Args:
@@ -142,8 +143,9 @@ def view_counts(
             each image axis (the rasterizer's EWA projection). Default: :data:`FOOTPRINT`.
 
     Returns:
-        ``(counts [N] int64, depth [N] float)``: ``depth`` averages over the views whose
-        image (no margin) holds the centre; NaN where none does.
+        ``(counts [N] int64, depth [N] float, centres [N] int64)``: ``centres`` counts the
+        views whose image (no margin, no footprint) holds the centre, and ``depth``
+        averages over them; NaN where none does.
     """
     from vid3d.splats._projection import project_gaussians
 
@@ -151,7 +153,7 @@ def view_counts(
     n = means.shape[0]
     counts = torch.zeros(n, dtype=torch.int64, device=means.device)
     zsum = torch.zeros(n, device=means.device)
-    seen = torch.zeros(n, device=means.device)
+    seen = torch.zeros(n, dtype=torch.int64, device=means.device)
     step = _step(n)
     for i in range(0, len(viewmats), step):
         proj = project_gaussians(
@@ -166,7 +168,8 @@ def view_counts(
         strict = _inside(z, u, v, width, height, 0.0)
         zsum += torch.where(strict, z, torch.zeros_like(z)).sum(0)
         seen += strict.sum(0)
-    return counts, torch.where(seen > 0, zsum / seen.clamp(min=1), torch.full_like(zsum, float("nan")))
+    depth = torch.where(seen > 0, zsum / seen.clamp(min=1), torch.full_like(zsum, float("nan")))
+    return counts, depth, seen
 
 
 def scene_extent(camtoworlds: Any, depths: Tensor | None = None) -> float:
@@ -217,7 +220,7 @@ def floater_votes(
     *,
     ratio: float = FLOATER_RATIO,
     size: int = DEPTH_SIZE,
-    max_radius: float = FLOATER_RADIUS,
+    max_radii: tuple[float, ...] = (FLOATER_RADIUS,),
     surface_alpha: float = SURFACE_ALPHA,
     backend: str = "auto",
 ) -> tuple[Tensor, Tensor]:
@@ -227,7 +230,7 @@ def floater_votes(
     cameras, as expected depth ("ED"); a view counts for a Gaussian when its centre
     projects into the image onto a pixel whose rendered opacity reaches ``surface_alpha``
     (its expected depth min-pooled over 3x3) and the Gaussian's visible radius there is
-    1 to ``max_radius`` pixels.
+    1 to ``max_radius`` pixels, for each of ``max_radii`` (one render for all).
 
     Args:
         g: Activated Gaussians (``means`` [N, 3], ``quats`` [N, 4], ``scales`` [N, 3],
@@ -235,16 +238,17 @@ def floater_votes(
         viewmats: [C, 4, 4] world-to-camera; ``Ks`` [C, 3, 3] for ``width x height``.
         ratio: "Well in front": depth below ``ratio`` times the surface's. Default: 0.5.
         size: Longest side of the renders, pixels. Default: :data:`DEPTH_SIZE`.
-        max_radius: Largest visible radius that votes, pixels of the renders.
-            Default: :data:`FLOATER_RADIUS`.
+        max_radii: Largest visible radius that votes, pixels of the renders, one count
+            per entry. Default: (:data:`FLOATER_RADIUS`,).
         surface_alpha: Rendered opacity of a surface pixel. Default: :data:`SURFACE_ALPHA`.
 
     Returns:
-        ``(seen [N] int64, in_front [N] int64)``.
+        ``(seen [R, N] int64, in_front [R, N] int64)``, a row per entry of ``max_radii``.
     """
     means = g["means"]
     Kl, w, h = _low_res(Ks, width, height, size)
-    seen = torch.zeros(means.shape[0], dtype=torch.int64, device=means.device)
+    limits = torch.tensor(max_radii, dtype=torch.float32, device=means.device)[:, None, None]  # [R, 1, 1]
+    seen = torch.zeros(len(max_radii), means.shape[0], dtype=torch.int64, device=means.device)
     front = torch.zeros_like(seen)
     dummy = g["opacities"][:, None]  # "ED" renders depth only; the features are not used
     step = _step(means.shape[0])
@@ -254,14 +258,14 @@ def floater_votes(
         surf = _surface_depth(out[..., 0], alpha, surface_alpha)  # [c, h, w]
         z, (u, v) = info["depths"], info["means2d"].detach().unbind(-1)  # [c, N]
         radius = info["radii"].amax(dim=-1)  # [c, N] pixels; 0: not drawn
-        ok = _inside(z, u, v, w, h, 0.0) & (radius > 0) & (radius <= max_radius)
         px = u.floor().long().clamp(0, w - 1)
         py = v.floor().long().clamp(0, h - 1)
         cam = torch.arange(len(vm), device=means.device)[:, None]
         d = surf[cam, py, px]  # [c, N]
-        ok &= torch.isfinite(d)
-        seen += ok.sum(0)
-        front += (ok & (z < ratio * d)).sum(0)
+        ok = _inside(z, u, v, w, h, 0.0) & (radius > 0) & torch.isfinite(d)
+        ok = ok & (radius <= limits)  # [R, c, N]
+        seen += ok.sum(1)
+        front += (ok & (z < ratio * d)).sum(1)
     return seen, front
 
 
@@ -313,7 +317,7 @@ def outlier_reasons(
 
     g = render_inputs(splats, splats["means"].device)
     viewmats, K = _cameras(camtoworlds, Ks, g["means"].device)
-    views, depth = view_counts(g, viewmats, K, width, height, margin, footprint)
+    views, depth, centres = view_counts(g, viewmats, K, width, height, margin, footprint)
     extent = scene_extent(camtoworlds, depth)
     center = _t(np.asarray(camtoworlds, np.float64).reshape(-1, 4, 4)[:, :3, 3].mean(0), views.device)
     masks = {
@@ -329,13 +333,13 @@ def outlier_reasons(
     if floater_ratio > 0 and len(idx):
         rest = {k: v[idx] for k, v in g.items()}
         kw = dict(ratio=floater_ratio, size=depth_size, backend=backend)
-        for reason, radius in (("floater", floater_radius), ("haze", float("inf"))):
-            seen, front = floater_votes(rest, viewmats, K, width, height, max_radius=radius, **kw)
-            bad = (seen > 0) & (2 * front > seen)  # in front in most views that see a surface
-            free = codes[idx] < 0
-            codes[idx[bad & free]] = REASONS.index(reason)
-    strict, _ = view_counts(g, viewmats, K, width, height, 0.0, 0.0)
-    codes[(codes < 0) & (strict < min_views)] = REASONS.index("border")
+        seen, front = floater_votes(
+            rest, viewmats, K, width, height, max_radii=(floater_radius, math.inf), **kw
+        )
+        bad = (seen > 0) & (2 * front > seen)  # in front in most views that see a surface
+        for reason, row in zip(("floater", "haze"), bad):
+            codes[idx[row & (codes[idx] < 0)]] = REASONS.index(reason)
+    codes[(codes < 0) & (centres < min_views)] = REASONS.index("border")
     return codes
 
 

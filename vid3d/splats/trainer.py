@@ -252,6 +252,11 @@ class Trainer:
         """The colour correction of a held-out frame (:func:`interpolated_exposure`)."""
         return interpolated_exposure(self.exposure.detach(), self.data.train_ids, i)
 
+    def frame_exposure(self, i: int) -> torch.Tensor:
+        """Frame ``i``'s colour correction: its own for a training frame, else
+        :meth:`interpolated_exposure`."""
+        return self.exposure[i] if i in self.data.train_ids else self.interpolated_exposure(i)
+
     def remove_outliers(self, polish_steps: int = 0, **options: Any) -> dict[str, Any]:
         """Remove floaters and outliers (:func:`vid3d.splats.cleanup.outlier_reasons`,
         against the training cameras) from the splats, their optimizer moments and the
@@ -348,8 +353,7 @@ class Trainer:
             for i in ids:
                 render, _ = self.render([i], sh_degree=self.sh_degree_now())
                 if self.cfg.exposure:
-                    E = self.exposure[i] if i in self.data.train_ids else self.interpolated_exposure(i)
-                    render = self._apply_exposure(render, E)
+                    render = self._apply_exposure(render, self.frame_exposure(i))
                 mask = self.data.masks[i : i + 1] if self.data.masks is not None else None
                 values.append(psnr(render, self.data.images[i : i + 1].float() / 255.0, mask))
             return float(np.mean(values))
@@ -496,8 +500,7 @@ class Trainer:
             p_raw.append(psnr(render, target, mask))
             s_raw.append(ssim(render, target, mask))
             if self.cfg.exposure:
-                E = self.exposure[i] if i in self.data.train_ids else self.interpolated_exposure(i)
-                render = self._apply_exposure(render, E)
+                render = self._apply_exposure(render, self.frame_exposure(i))
                 p.append(psnr(render, target, mask))
                 s.append(ssim(render, target, mask))
         p, s = (p, s) if self.cfg.exposure else (p_raw, s_raw)
